@@ -1,0 +1,79 @@
+"""Mixing synthetic cases into nnU-Net's training stream.
+
+``SynthMixDataset`` looks like an nnU-Net dataset to nnU-Net's ``nnUNetDataLoader``: real
+identifiers load real cases, identifiers starting with ``SYNTH_PREFIX`` are generated on the spot.
+``draw_batch_keys`` replaces the loader's uniform key draw with one that puts an exact share of
+synthetic keys into every batch (stochastic rounding when batch_size * fraction is fractional).
+Synthetic cases then take nnU-Net's own cropping, foreground oversampling, augmentation and
+deep-supervision path, exactly like real ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from nnunet_synth.synthesis import SynthesisEngine
+
+SYNTH_PREFIX = "nnsynth_"
+
+
+def is_synthetic_key(key: str) -> bool:
+    return str(key).startswith(SYNTH_PREFIX)
+
+
+def synthetic_count(batch_size: int, fraction: float, rng: np.random.RandomState) -> int:
+    """How many of batch_size slots are synthetic: floor(b*f) plus one with prob. of the remainder."""
+    expected = batch_size * fraction
+    base = int(np.floor(expected))
+    return min(batch_size, base + int(rng.uniform() < expected - base))
+
+
+class SynthMixDataset:
+    """Wraps the real training dataset; see module docstring.
+
+    Randomness comes from numpy's global state, which nnU-Net seeds separately in each
+    data-augmentation worker, so forked workers generate different cases.
+    """
+
+    def __init__(self, real, engine: SynthesisEngine | Callable[[], SynthesisEngine], fraction: float):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"synthetic fraction must be in [0, 1], got {fraction}")
+        self.real = real
+        self.identifiers = list(real.identifiers)
+        self.source_folder = getattr(real, "source_folder", None)
+        self.folder_with_segs_from_previous_stage = getattr(real, "folder_with_segs_from_previous_stage", None)
+        self.fraction = fraction
+        self._engine = engine
+        self._counter = 0
+        self.generated = 0
+
+    @property
+    def engine(self) -> SynthesisEngine:
+        if callable(self._engine) and not isinstance(self._engine, SynthesisEngine):
+            self._engine = self._engine()
+        return self._engine
+
+    def __getitem__(self, identifier):
+        return self.load_case(identifier)
+
+    def load_case(self, identifier):
+        if not is_synthetic_key(identifier):
+            return self.real.load_case(identifier)
+        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1, size=2))
+        case = self.engine.make_case(rng)
+        self.generated += 1
+        return case.data, case.seg, None, case.properties
+
+    def draw_batch_keys(self, batch_size: int) -> list[str]:
+        n_synth = synthetic_count(batch_size, self.fraction, np.random)
+        real_keys = list(np.random.choice(self.identifiers, batch_size - n_synth, replace=True))
+        synth_keys = []
+        for _ in range(n_synth):
+            self._counter += 1
+            synth_keys.append(f"{SYNTH_PREFIX}{os.getpid()}_{self._counter:07d}")
+        keys = real_keys + synth_keys
+        order = np.random.permutation(len(keys))
+        return [keys[i] for i in order]

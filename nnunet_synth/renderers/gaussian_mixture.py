@@ -1,0 +1,158 @@
+"""Training-free Gaussian-mixture renderer: anatomical label map -> image channels.
+
+SynthSeg-style, but with class statistics estimated from the dataset's own real cases in nnU-Net's
+normalized space, so rendered cases look like the preprocessed data the network sees:
+per class a mean vector (with its between-case spread) and a channel covariance (texture noise),
+plus a smooth bias field and light blur for partial-volume edges. It is the baseline peer of the
+learned translators (pix2pix, SPADE) and what the synthesis engine uses before any GAN is trained.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass
+class GaussianMixtureConfig:
+    """Rendering knobs (intensity statistics themselves are fitted, not configured)."""
+
+    blur_sigma: float = 0.6          # voxels; partial-volume softness of class boundaries
+    texture_sigma: float = 0.7       # voxels; spatial correlation of the texture noise
+    bias_strength: float = 0.08      # relative amplitude of the multiplicative bias field
+    bias_grid: int = 4               # control points per axis of the bias field
+    mean_jitter: float = 1.0         # scale of the between-case spread of class means
+
+
+@dataclass
+class ClassStats:
+    mean: list[float]                # per channel, average over cases
+    between_sd: list[float]          # per channel, spread of the per-case class means
+    covariance: list[list[float]]    # channel covariance of voxels around their case mean
+    voxels: int = 0
+
+
+@dataclass
+class GaussianMixtureRenderer:
+    """Fitted per-class intensity model; JSON-serialisable through to_dict / from_dict."""
+
+    num_channels: int
+    classes: dict[int, ClassStats] = field(default_factory=dict)
+    config: GaussianMixtureConfig = field(default_factory=GaussianMixtureConfig)
+
+    @classmethod
+    def fit(cls, cases: Iterable[tuple[np.ndarray, np.ndarray]],
+            config: GaussianMixtureConfig | None = None, max_voxels_per_class: int = 20000,
+            seed: int = 0) -> GaussianMixtureRenderer:
+        """cases: (image (C, *spatial) float, label map (*spatial) or (1, *spatial) int) pairs."""
+        rng = np.random.default_rng(seed)
+        per_class_means: dict[int, list[np.ndarray]] = {}
+        per_class_resid: dict[int, list[np.ndarray]] = {}
+        num_channels = None
+        for image, labelmap in cases:
+            image = np.asarray(image, dtype=np.float32)
+            labelmap = np.asarray(labelmap).reshape(image.shape[1:])
+            num_channels = image.shape[0]
+            flat_img = image.reshape(num_channels, -1)
+            flat_lab = labelmap.reshape(-1)
+            # -1 (outside nnU-Net's crop mask) is fitted like a class: it holds whatever the
+            # normalization left there, and rendered cases must match it.
+            for k in np.unique(flat_lab):
+                idx = np.flatnonzero(flat_lab == k)
+                if idx.size > max_voxels_per_class:
+                    idx = rng.choice(idx, max_voxels_per_class, replace=False)
+                values = flat_img[:, idx]
+                mean = values.mean(axis=1)
+                per_class_means.setdefault(int(k), []).append(mean)
+                per_class_resid.setdefault(int(k), []).append(values - mean[:, None])
+        if num_channels is None:
+            raise ValueError("GaussianMixtureRenderer.fit needs at least one case")
+        classes = {}
+        for k, means in per_class_means.items():
+            means_arr = np.stack(means)
+            resid = np.concatenate(per_class_resid[k], axis=1)
+            cov = np.atleast_2d(np.cov(resid)) if resid.shape[1] > 1 else np.zeros((num_channels,) * 2)
+            classes[k] = ClassStats(mean=means_arr.mean(0).tolist(),
+                                    between_sd=(means_arr.std(0) if len(means) > 1
+                                                else np.zeros(num_channels)).tolist(),
+                                    covariance=cov.tolist(), voxels=int(resid.shape[1]))
+        return cls(num_channels=num_channels, classes=classes, config=config or GaussianMixtureConfig())
+
+    def render(self, labelmap: np.ndarray, rng: np.random.Generator,
+               outside: np.ndarray | None = None) -> np.ndarray:
+        """Image (C, *spatial) float32 for a label map; voxels in `outside` are set to 0.
+
+        Classes the renderer never saw fall back to the background statistics.
+        """
+        cfg = self.config
+        labelmap = np.asarray(labelmap)
+        shape = labelmap.shape
+        fallback = self.classes.get(0) or next(iter(self.classes.values()))
+        present = [int(k) for k in np.unique(labelmap)]
+        # one-hot softened by blur -> partial-volume mixing of class means at boundaries
+        weights = {k: ndimage.gaussian_filter((labelmap == k).astype(np.float32), cfg.blur_sigma)
+                   if cfg.blur_sigma > 0 else (labelmap == k).astype(np.float32) for k in present}
+        total = np.maximum(sum(weights.values()), 1e-6)
+        image = np.zeros((self.num_channels, *shape), np.float32)
+        texture = np.zeros_like(image)
+        for k in present:
+            stats = self.classes.get(k, fallback)
+            mean = np.asarray(stats.mean) + cfg.mean_jitter * np.asarray(stats.between_sd) * rng.standard_normal(
+                self.num_channels)
+            w = weights[k] / total
+            image += mean.reshape(-1, *([1] * len(shape))).astype(np.float32) * w[None]
+            chol = _safe_cholesky(np.asarray(stats.covariance, dtype=np.float64))
+            mask = labelmap == k
+            n = int(mask.sum())
+            if n:
+                noise = chol @ rng.standard_normal((self.num_channels, n))
+                texture[:, mask] = noise.astype(np.float32)
+        if cfg.texture_sigma > 0:
+            # smoothing shrinks the noise variance; rescale to keep the fitted within-class spread
+            gain = _smoothing_gain(cfg.texture_sigma, len(shape))
+            for c in range(self.num_channels):
+                texture[c] = ndimage.gaussian_filter(texture[c], cfg.texture_sigma) * gain
+        image += texture
+        if cfg.bias_strength > 0:
+            background = np.asarray(fallback.mean, np.float32).reshape(-1, *([1] * len(shape)))
+            bias = 1.0 + cfg.bias_strength * _smooth_field(shape, cfg.bias_grid, rng)
+            image = background + (image - background) * bias[None]
+        if outside is not None:
+            image[:, outside] = 0.0
+        return image
+
+    def to_dict(self) -> dict:
+        return {"num_channels": self.num_channels, "config": asdict(self.config),
+                "classes": {str(k): asdict(v) for k, v in self.classes.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GaussianMixtureRenderer:
+        return cls(num_channels=int(d["num_channels"]), config=GaussianMixtureConfig(**d["config"]),
+                   classes={int(k): ClassStats(**v) for k, v in d["classes"].items()})
+
+
+def _safe_cholesky(cov: np.ndarray) -> np.ndarray:
+    """Cholesky factor of a covariance that may be singular (constant channels, few voxels)."""
+    cov = (cov + cov.T) / 2
+    w, v = np.linalg.eigh(cov)
+    return v @ np.diag(np.sqrt(np.clip(w, 0, None)))
+
+
+@functools.lru_cache(maxsize=16)
+def _smoothing_gain(sigma: float, ndim: int) -> float:
+    """1 / std of unit white noise after a Gaussian filter of width sigma (ndim dimensions)."""
+    probe = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((32,) * ndim), sigma)
+    return float(1.0 / probe[(slice(4, -4),) * ndim].std())
+
+
+def _smooth_field(shape: tuple[int, ...], grid: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random field in [-1, 1]: cubic upsampling of a coarse random grid."""
+    coarse = rng.uniform(-1, 1, (grid,) * len(shape))
+    zoom = [s / grid for s in shape]
+    field_ = ndimage.zoom(coarse, zoom, order=3, mode="nearest")
+    field_ = field_[tuple(slice(0, s) for s in shape)]
+    return np.clip(field_, -1, 1).astype(np.float32)

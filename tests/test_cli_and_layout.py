@@ -1,0 +1,83 @@
+"""The command line, trainer registration and the package dependency rule."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunet_synth.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"trainer-path", "shrink-plans", "demo-cohort"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        assert "usage: nnsynth " + name in capsys.readouterr().out
+
+
+def test_trainer_path_holds_only_reexports(capsys):
+    assert main(["trainer-path"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    modules = list(folder.glob("*.py"))
+    assert modules, folder
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        assert all(isinstance(node, ast.ImportFrom) for node in tree.body), f"{module} defines code"
+
+
+def test_nnunet_finds_the_trainer_through_nnunet_extTrainer(capsys, monkeypatch):
+    main(["trainer-path"])
+    monkeypatch.setenv("nnUNet_extTrainer", capsys.readouterr().out.strip())
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f;"
+            "c = f('nnUNetTrainerSynth'); print(c.__module__, c.synth_fraction)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("trainers.synth_trainer 0.5")
+
+
+def _imported_top_level_packages(package: Path) -> set[str]:
+    names = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_nnunet_synth_never_imports_its_siblings():
+    forbidden = {"trainers", "gan_training", "dataset_tools"}
+    assert not (_imported_top_level_packages(ROOT / "nnunet_synth") & forbidden)
+
+
+def test_shrink_plans_writes_a_consistent_small_copy(nnunet_env, capsys):
+    pre = nnunet_env["nnUNet_preprocessed"] / "Dataset901_X"
+    pre.mkdir()
+    arch = {"n_stages": 6, "features_per_stage": [32, 64, 128, 256, 320, 320], "kernel_sizes": [[3, 3, 3]] * 6,
+            "strides": [[1, 1, 1]] + [[2, 2, 2]] * 5, "n_conv_per_stage": [2] * 6, "n_conv_per_stage_decoder": [2] * 5}
+    plans = {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
+        "data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [112, 128, 96], "batch_size": 2,
+        "architecture": {"arch_kwargs": arch}}}}
+    (pre / "nnUNetPlans.json").write_text(json.dumps(plans))
+    assert main(["shrink-plans", "-d", "901", "--plans-name", "small", "--stages", "3", "--max-patch", "30",
+                 "--base-features", "4"]) == 0
+    new = json.loads((pre / "small.json").read_text())
+    cfg = new["configurations"]["3d_fullres"]
+    assert new["plans_name"] == "small" and cfg["data_identifier"] == "nnUNetPlans_3d_fullres"
+    assert cfg["patch_size"] == [28, 28, 28]
+    a = cfg["architecture"]["arch_kwargs"]
+    assert a["features_per_stage"] == [4, 8, 16] and len(a["strides"]) == len(a["kernel_sizes"]) == 3
+    assert json.loads((pre / "nnUNetPlans.json").read_text()) == plans  # source untouched
+    assert main(["shrink-plans", "-d", "901", "--plans-name", "bad", "--stages", "3", "--patch-size",
+                 "30", "30", "30"]) == 2
+    assert "divisible by 4" in capsys.readouterr().err
+    assert not (pre / "bad.json").exists()

@@ -1,0 +1,98 @@
+"""nnUNetTrainerSynth on a real (phantom) nnU-Net preprocessed dataset: does it really inject?"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_synth.anatomy import AnatomyClasses
+from nnunet_synth.mixing import is_synthetic_key
+
+
+def _trainer(paths, cls_name="nnUNetTrainerSynth"):
+    import trainers.synth_trainer as mod
+
+    pre = paths["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    plans["configurations"]["3d_fullres"]["patch_size"] = [16, 16, 16]
+    plans["continue_training"] = False  # nnU-Net 2.8 run_training sets this key
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    trainer = getattr(mod, cls_name)(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    return trainer
+
+
+def test_batches_hold_the_configured_share_of_synthetic_cases(phantom_env):
+    trainer = _trainer(phantom_env)
+    dl_train, dl_val = trainer.get_dataloaders()
+    n_synth = n_total = 0
+    for _ in range(10):
+        batch = next(dl_train)
+        keys = list(batch["keys"])
+        n_synth += sum(is_synthetic_key(k) for k in keys)
+        n_total += len(keys)
+        assert sum(is_synthetic_key(k) for k in keys) == 1  # batch 2 at 50%: exactly one
+        # deep supervision: one target per output scale, each with valid labels only
+        assert isinstance(batch["target"], list) and len(batch["target"]) > 1
+        assert batch["data"].shape[:2] == (2, 2)
+        for t in batch["target"]:
+            assert set(torch.unique(t).tolist()) <= {-1.0, 0.0, 1.0}
+    assert n_synth / n_total == 0.5
+    for _ in range(5):
+        assert not any(is_synthetic_key(k) for k in next(dl_val)["keys"])
+
+
+def test_synthetic_only_variant_and_budget_from_environment(phantom_env, monkeypatch):
+    monkeypatch.setenv("NNSYNTH_ITERATIONS", "3")
+    monkeypatch.setenv("NNSYNTH_EPOCHS", "2")
+    trainer = _trainer(phantom_env, "nnUNetTrainerSynthOnly")
+    assert (trainer.num_iterations_per_epoch, trainer.num_epochs) == (3, 2)
+    dl_train, _ = trainer.get_dataloaders()
+    assert all(is_synthetic_key(k) for k in next(dl_train)["keys"])
+
+
+def test_engine_cases_are_valid_and_seeded(phantom_env):
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    from nnunet_synth.engine_builder import build_engine
+
+    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    folder = pre / "nnUNetPlans_3d_fullres"
+    ds = infer_dataset_class(str(folder))(str(folder))
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    engine = build_engine(ds, list(ds.identifiers), phantom_env["nnUNet_raw"] / "Dataset900_Phantom", pre, plans,
+                          "3d_fullres", log=lambda *a: None)
+    classes = AnatomyClasses.from_dataset_json(json.loads((pre / "dataset.json").read_text()))
+    a = engine.make_case(np.random.default_rng(3))
+    b = engine.make_case(np.random.default_rng(3))
+    np.testing.assert_array_equal(a.data, b.data)
+    data, seg = a.data, a.seg
+    assert data.dtype == np.float32 and data.shape[0] == 2 and seg.shape == (1, *data.shape[1:])
+    assert set(np.unique(seg)) <= {-1, 0, 1} and (seg == 1).any()
+    lesion = seg[0] == 1
+    healthy = engine.healthy_map(a.properties["nnsynth_anatomy"])
+    assert np.isin(healthy[lesion], classes.parenchyma).all()   # never in CSF or background
+    locs = a.properties["class_locations"][1]
+    assert len(locs) and all(seg[tuple(loc)] == 1 for loc in locs[:50])
+    # the rendered lesion differs from healthy tissue like the real ones do (DWI bright in the phantom)
+    assert data[0][lesion].mean() > data[0][np.isin(a.labelmap, classes.parenchyma)].mean()
+
+
+def test_missing_label_maps_stop_with_a_clear_message(phantom_env, tmp_path, monkeypatch):
+    import shutil
+
+    from nnunet_synth.errors import NNSynthError
+
+    raw = phantom_env["nnUNet_raw"] / "Dataset900_Phantom"
+    moved = tmp_path / "labelmaps_moved"
+    shutil.move(raw / "labelmapsTr", moved)
+    cache = [p for p in (phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom").glob("nnsynth_labelmaps_*")]
+    for c in cache:
+        shutil.rmtree(c)
+    try:
+        trainer = _trainer(phantom_env)
+        with pytest.raises(NNSynthError, match="nnsynth labelmaps"):
+            trainer.get_dataloaders()
+    finally:
+        shutil.move(moved, raw / "labelmapsTr")

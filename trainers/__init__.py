@@ -1,0 +1,1 @@
+"""nnU-Net trainer subclasses that mix synthetic stroke cases into training batches."""
