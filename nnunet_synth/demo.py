@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patch", type=int, default=48, help="cubic patch size of the shrunk plans")
     p.add_argument("--stages", type=int, default=4)
     p.add_argument("--base-features", type=int, default=8)
+    p.add_argument("--final-validation", action="store_true",
+                   help="also run nnU-Net's final validation of the fold (slow on a CPU; the test set is scored)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete OUTPUT first instead of reusing finished steps")
     p.set_defaults(func=run_demo)
@@ -81,7 +83,8 @@ def run_demo(args: argparse.Namespace) -> int:
         "locate trainers", ["nnsynth", "trainer-path"]).strip()
     env = nnunet_environment(out, trainer_path)
     env.update({"NNSYNTH_EPOCHS": str(args.epochs), "NNSYNTH_ITERATIONS": str(args.iterations),
-                "NNSYNTH_VAL_ITERATIONS": str(args.val_iterations), "NNSYNTH_SAVE_EVERY": str(args.epochs)})
+                "NNSYNTH_VAL_ITERATIONS": str(args.val_iterations), "NNSYNTH_SAVE_EVERY": str(args.epochs),
+                "NNSYNTH_FINAL_VALIDATION": "1" if args.final_validation else "0"})
     pipe = Pipeline(env=env, log_file=out / "demo.log")
     ds = f"{args.dataset_id:03d}"
     raw_root, pre_root = Path(env["nnUNet_raw"]), Path(env["nnUNet_preprocessed"])

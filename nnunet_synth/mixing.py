@@ -11,10 +11,10 @@ deep-supervision path, exactly like real ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import numpy as np
 
+from nnunet_synth.case_pool import CasePool
 from nnunet_synth.synthesis import SynthesisEngine
 
 SYNTH_PREFIX = "nnsynth_"
@@ -38,7 +38,7 @@ class SynthMixDataset:
     data-augmentation worker, so forked workers generate different cases.
     """
 
-    def __init__(self, real, engine: SynthesisEngine | Callable[[], SynthesisEngine], fraction: float):
+    def __init__(self, real, engine: SynthesisEngine, fraction: float, pool: CasePool | None = None):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"synthetic fraction must be in [0, 1], got {fraction}")
         self.real = real
@@ -46,15 +46,10 @@ class SynthMixDataset:
         self.source_folder = getattr(real, "source_folder", None)
         self.folder_with_segs_from_previous_stage = getattr(real, "folder_with_segs_from_previous_stage", None)
         self.fraction = fraction
-        self._engine = engine
+        self.engine = engine
+        self.pool = pool
         self._counter = 0
-        self.generated = 0
-
-    @property
-    def engine(self) -> SynthesisEngine:
-        if callable(self._engine) and not isinstance(self._engine, SynthesisEngine):
-            self._engine = self._engine()
-        return self._engine
+        self.synthetic_served = 0
 
     def __getitem__(self, identifier):
         return self.load_case(identifier)
@@ -62,9 +57,11 @@ class SynthMixDataset:
     def load_case(self, identifier):
         if not is_synthetic_key(identifier):
             return self.real.load_case(identifier)
-        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1, size=2))
-        case = self.engine.make_case(rng)
-        self.generated += 1
+        if self.pool is not None:
+            case = self.pool.get()
+        else:
+            case = self.engine.make_case(np.random.default_rng(np.random.randint(0, 2**31 - 1, size=2)))
+        self.synthetic_served += 1
         return case.data, case.seg, None, case.properties
 
     def draw_batch_keys(self, batch_size: int) -> list[str]:

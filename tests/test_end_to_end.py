@@ -21,7 +21,7 @@ def test_demo_pipeline_runs_every_real_command(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     code = main(["demo", "--output", str(out), "--subjects", "8", "--spacing", "6", "--real-cases", "3",
                  "--val-cases", "2", "--epochs", "2", "--iterations", "3", "--val-iterations", "1",
-                 "--patch", "16", "--stages", "3", "--base-features", "4"])
+                 "--patch", "16", "--stages", "3", "--base-features", "4", "--final-validation"])
     assert code == 0
     report = json.loads((out / "report" / "demo_results.json").read_text())
     assert set(report["results"]) == {"real", "synth"}

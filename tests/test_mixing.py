@@ -42,7 +42,7 @@ def test_synthetic_keys_are_generated_real_keys_are_loaded():
     ds = SynthMixDataset(_Real(), _Engine(), 0.5)
     assert ds.load_case("b")[0] == ("real", "b")
     assert ds.load_case("nnsynth_1_0000001")[0] == "synthetic"
-    assert ds.generated == 1
+    assert ds.synthetic_served == 1
 
 
 def test_fraction_out_of_range_is_refused():

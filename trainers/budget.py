@@ -8,6 +8,8 @@ same, smaller budget through the same code path:
 - ``NNSYNTH_ITERATIONS``: num_iterations_per_epoch
 - ``NNSYNTH_VAL_ITERATIONS``: num_val_iterations_per_epoch
 - ``NNSYNTH_SAVE_EVERY``: save_every
+- ``NNSYNTH_FINAL_VALIDATION=0``: skip nnU-Net's final sliding-window validation of the fold (minutes per
+  case on a CPU) when the caller evaluates on a held-out test set anyway
 """
 
 from __future__ import annotations
@@ -45,3 +47,9 @@ class nnUNetTrainerBudget(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.budget_overrides = apply_budget_from_environment(self)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if os.environ.get("NNSYNTH_FINAL_VALIDATION", "1") == "0":
+            self.print_to_log_file("nnsynth: final validation skipped (NNSYNTH_FINAL_VALIDATION=0)")
+            return
+        super().perform_actual_validation(save_probabilities)

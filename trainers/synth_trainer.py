@@ -1,7 +1,9 @@
 """nnUNetTrainerSynth: nnU-Net training with synthetic stroke cases mixed into every batch.
 
 Thin subclasses in nnU-Net's style: the variants only change class attributes.
-``NNSYNTH_FRACTION`` overrides the synthetic fraction of any variant for quick experiments.
+``NNSYNTH_FRACTION`` overrides the synthetic fraction of any variant for quick experiments;
+``NNSYNTH_POOL_SIZE`` / ``NNSYNTH_POOL_USES`` set the background case pool (size 0: generate every
+synthetic case on request, reproducible for a seed but slower).
 Validation, the final validation and prediction are nnU-Net's own and see real cases only.
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from nnunetv2.paths import nnUNet_raw
 
+from nnunet_synth.case_pool import CasePool
 from nnunet_synth.engine_builder import build_engine
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.mixing import SynthMixDataset
@@ -23,10 +26,15 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
     """Half of every training batch synthetic (renderer: Gaussian mixture, lesions: real components)."""
 
     synth_fraction: float = 0.5
+    pool_size: int = 16
+    pool_uses: int = 4
 
-    def _synth_fraction(self) -> float:
-        value = os.environ.get("NNSYNTH_FRACTION")
-        return float(value) if value else self.synth_fraction
+    def _setting(self, variable: str, default, cast):
+        value = os.environ.get(variable)
+        try:
+            return cast(value) if value else default
+        except ValueError as exc:
+            raise NNSynthError(f"{variable}={value!r} is not a valid {cast.__name__}") from exc
 
     def _raw_dataset_folder(self) -> Path:
         folder = Path(str(nnUNet_raw)) / self.plans_manager.dataset_name
@@ -36,15 +44,23 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
 
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
-        fraction = self._synth_fraction()
+        fraction = self._setting("NNSYNTH_FRACTION", self.synth_fraction, float)
         if fraction <= 0:
             return dataset_tr, dataset_val
         engine = build_engine(dataset_tr, list(dataset_tr.identifiers), self._raw_dataset_folder(),
                               Path(self.preprocessed_dataset_folder_base), self.plans_manager.plans,
                               self.configuration_name, foreground_label=self.label_manager.foreground_labels[0],
                               seed=self.fold, log=self.print_to_log_file)
-        self.print_to_log_file(f"nnsynth: synthetic fraction of each training batch: {fraction}")
-        return SynthMixDataset(dataset_tr, engine, fraction), dataset_val
+        pool_size = self._setting("NNSYNTH_POOL_SIZE", self.pool_size, int)
+        pool = None
+        if pool_size > 0:
+            pool = CasePool(engine.make_case, size=pool_size,
+                            max_uses=self._setting("NNSYNTH_POOL_USES", self.pool_uses, int))
+        self.print_to_log_file(f"nnsynth: synthetic fraction of each training batch: {fraction}; "
+                               + (f"background pool of {pool.size} cases, each used at most {pool.max_uses} times"
+                                  if pool else "generated on request (no pool)"))
+        self.synth_dataset = SynthMixDataset(dataset_tr, engine, fraction, pool)
+        return self.synth_dataset, dataset_val
 
     def get_dataloaders(self):
         dl_train, dl_val = super().get_dataloaders()
@@ -54,6 +70,16 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
             # exact share of synthetic keys per batch instead of the loader's uniform draw
             loader.get_indices = functools.partial(mixed.draw_batch_keys, loader.batch_size)
         return dl_train, dl_val
+
+    def on_train_end(self):
+        pool = getattr(getattr(self, "synth_dataset", None), "pool", None)
+        if pool is not None:
+            stats = pool.stats()
+            self.print_to_log_file(
+                f"nnsynth: pool generated {stats['generated']} cases ({stats['seconds_per_case']:.2f} s each) "
+                f"for {stats['served']} synthetic samples; served while starved: {stats['starved']}")
+            pool.close()
+        super().on_train_end()
 
 
 class nnUNetTrainerSynth_p25(nnUNetTrainerSynth):

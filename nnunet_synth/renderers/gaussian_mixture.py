@@ -92,31 +92,27 @@ class GaussianMixtureRenderer:
         labelmap = np.asarray(labelmap)
         shape = labelmap.shape
         fallback = self.classes.get(0) or next(iter(self.classes.values()))
-        present = [int(k) for k in np.unique(labelmap)]
-        # one-hot softened by blur -> partial-volume mixing of class means at boundaries
-        weights = {k: ndimage.gaussian_filter((labelmap == k).astype(np.float32), cfg.blur_sigma)
-                   if cfg.blur_sigma > 0 else (labelmap == k).astype(np.float32) for k in present}
-        total = np.maximum(sum(weights.values()), 1e-6)
-        image = np.zeros((self.num_channels, *shape), np.float32)
-        texture = np.zeros_like(image)
-        for k in present:
-            stats = self.classes.get(k, fallback)
-            mean = np.asarray(stats.mean) + cfg.mean_jitter * np.asarray(stats.between_sd) * rng.standard_normal(
-                self.num_channels)
-            w = weights[k] / total
-            image += mean.reshape(-1, *([1] * len(shape))).astype(np.float32) * w[None]
-            chol = _safe_cholesky(np.asarray(stats.covariance, dtype=np.float64))
-            mask = labelmap == k
-            n = int(mask.sum())
-            if n:
-                noise = chol @ rng.standard_normal((self.num_channels, n))
-                texture[:, mask] = noise.astype(np.float32)
+        present = np.unique(labelmap)
+        # per-class lookup tables: case-specific means (fitted mean + between-case jitter) and noise factors
+        index = np.searchsorted(present, labelmap)
+        means = np.empty((len(present), self.num_channels), np.float32)
+        chols = np.empty((len(present), self.num_channels, self.num_channels), np.float32)
+        for i, k in enumerate(present):
+            stats = self.classes.get(int(k), fallback)
+            jitter = cfg.mean_jitter * np.asarray(stats.between_sd) * rng.standard_normal(self.num_channels)
+            means[i] = np.asarray(stats.mean) + jitter
+            chols[i] = _safe_cholesky(np.asarray(stats.covariance, dtype=np.float64))
+        image = np.moveaxis(means[index], -1, 0)
+        if cfg.blur_sigma > 0:
+            # blurring the piecewise-constant mean image = blending class means at boundaries (partial volume)
+            image = np.stack([ndimage.gaussian_filter(ch, cfg.blur_sigma) for ch in image])
+        white = rng.standard_normal((*shape, self.num_channels), dtype=np.float32)
+        texture = np.moveaxis(np.einsum("...ij,...j->...i", chols[index], white), -1, 0)
         if cfg.texture_sigma > 0:
             # smoothing shrinks the noise variance; rescale to keep the fitted within-class spread
             gain = _smoothing_gain(cfg.texture_sigma, len(shape))
-            for c in range(self.num_channels):
-                texture[c] = ndimage.gaussian_filter(texture[c], cfg.texture_sigma) * gain
-        image += texture
+            texture = np.stack([ndimage.gaussian_filter(ch, cfg.texture_sigma) * gain for ch in texture])
+        image = image + texture
         if cfg.bias_strength > 0:
             background = np.asarray(fallback.mean, np.float32).reshape(-1, *([1] * len(shape)))
             bias = 1.0 + cfg.bias_strength * _smooth_field(shape, cfg.bias_grid, rng)
@@ -150,9 +146,16 @@ def _smoothing_gain(sigma: float, ndim: int) -> float:
 
 
 def _smooth_field(shape: tuple[int, ...], grid: int, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random field in [-1, 1]: cubic upsampling of a coarse random grid."""
+    """A smooth random field in [-1, 1]: a coarse random grid spread out by separable Gaussian kernels.
+
+    Separable (one small matrix per axis) so that it costs a few ms at 100^3, where a cubic zoom took 0.3 s.
+    """
     coarse = rng.uniform(-1, 1, (grid,) * len(shape))
-    zoom = [s / grid for s in shape]
-    field_ = ndimage.zoom(coarse, zoom, order=3, mode="nearest")
-    field_ = field_[tuple(slice(0, s) for s in shape)]
-    return np.clip(field_, -1, 1).astype(np.float32)
+    field_ = coarse
+    for axis, size in enumerate(shape):
+        pos = (np.arange(size) + 0.5) / size * grid - 0.5
+        weights = np.exp(-0.5 * ((pos[:, None] - np.arange(grid)[None]) / 0.75) ** 2)
+        weights /= weights.sum(1, keepdims=True)
+        field_ = np.moveaxis(np.tensordot(weights, np.moveaxis(field_, axis, 0), axes=(1, 0)), 0, axis)
+    peak = np.abs(field_).max()
+    return (field_ / peak if peak > 0 else field_).astype(np.float32)

@@ -1,0 +1,49 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from nnunet_synth.case_pool import CasePool
+
+
+def test_pool_serves_each_case_at_most_max_uses_when_generation_keeps_up():
+    made = []
+
+    def make(rng):
+        made.append(rng.integers(1 << 30))
+        return made[-1]
+
+    pool = CasePool(make, size=4, max_uses=3, seed=0)
+    served = []
+    for _ in range(60):
+        served.append(pool.get())
+        time.sleep(0.002)  # a "training step": the thread keeps up
+    pool.close()
+    counts = {c: served.count(c) for c in set(served)}
+    assert max(counts.values()) <= 3
+    assert pool.stats()["served"] == 60 and pool.stats()["starved"] == 0
+    assert len(set(served)) >= 20   # the pool keeps refreshing
+
+
+def test_slow_generator_never_blocks_after_the_first_case():
+    gate = threading.Event()
+
+    def make(rng):
+        if pool.generated >= 1:
+            gate.wait(5)           # the second case takes "forever"
+        return rng.random()
+
+    pool = CasePool(make, size=4, max_uses=2, seed=1)
+    start = time.perf_counter()
+    served = [pool.get() for _ in range(10)]
+    elapsed = time.perf_counter() - start
+    gate.set()
+    pool.close()
+    assert elapsed < 2.0
+    assert len(set(served)) == 1 and pool.stats()["starved"] == 8
+
+
+def test_invalid_sizes_are_refused():
+    with pytest.raises(ValueError):
+        CasePool(lambda rng: np.zeros(1), size=0)
