@@ -1,0 +1,131 @@
+"""Offline export (the paper's own workflow): a new raw dataset = real cases + N synthetic cases.
+
+Synthetic cases are made by the synthesis engine in nnU-Net's preprocessed space of the source
+dataset, so they are written back at the target spacing (transposed back to the raw axis order)
+with already-normalized intensities; nnU-Net z-scores every case again, which leaves them unchanged.
+Hence only datasets whose channels all use ZScoreNormalization can be exported.
+
+No leak from validation: the synthetic cases of fold k are built from fold k's training cases only and
+listed in fold k's training set only; the exported splits_final.json keeps every validation fold real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dataset_tools.raw_dataset import FILE_ENDING, staged_dataset, write_dataset_json
+from nnunet_synth.errors import NNSynthError
+from nnunet_synth.paths import require_dataset
+
+SYNTHETIC_PREFIX = "synth"
+
+
+def source_splits(preprocessed: Path, train_ids: list[str]) -> list[dict[str, list[str]]]:
+    """nnU-Net's splits_final.json of the source, or the 5-fold split nnU-Net would create."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    file = preprocessed / "splits_final.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    return generate_crossval_split(train_ids, seed=12345, n_splits=5)
+
+
+def _write_volume(array: np.ndarray, spacing_xyz: tuple[float, ...], path: Path, dtype) -> None:
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array.astype(dtype, copy=False))
+    image.SetSpacing([float(s) for s in spacing_xyz])
+    sitk.WriteImage(image, str(path), True)
+
+
+def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None = None,
+                   plans: str = "nnUNetPlans", configuration: str = "3d_fullres", name: str | None = None,
+                   seed: int = 0, overwrite: bool = False) -> Path:
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_synth.engine_builder import build_engine
+
+    if n < 1:
+        raise NNSynthError("--n must be at least 1")
+    raw = require_dataset(dataset_id, "nnUNet_raw")
+    pre = require_dataset(dataset_id, "nnUNet_preprocessed")
+    plans_file = pre / f"{plans}.json"
+    if not plans_file.is_file():
+        raise NNSynthError(f"{plans_file} not found: run nnUNetv2_plan_and_preprocess -d {dataset_id} first")
+    plans_dict = json.loads(plans_file.read_text())
+    pm = PlansManager(plans_dict)
+    cm = pm.get_configuration(configuration)
+    bad = [s for s in cm.normalization_schemes if s != "ZScoreNormalization"]
+    if bad:
+        raise NNSynthError(f"export needs z-score normalized channels; {plans_file} uses {bad} "
+                           "(synthetic intensities live in nnU-Net's normalized space)")
+    dataset_json = json.loads((raw / "dataset.json").read_text())
+    if dataset_json.get("file_ending") != FILE_ENDING:
+        raise NNSynthError(f"export writes {FILE_ENDING} files; {raw / 'dataset.json'} uses "
+                           f"{dataset_json.get('file_ending')!r}")
+    data_folder = pre / cm.data_identifier
+    dataset = infer_dataset_class(str(data_folder))(str(data_folder))
+    splits = source_splits(pre, list(dataset.identifiers))
+    folds = list(range(len(splits))) if folds is None else folds
+    unknown = [f for f in folds if not 0 <= f < len(splits)]
+    if unknown:
+        raise NNSynthError(f"folds {unknown} not in the {len(splits)} splits of {pre}")
+    per_fold = [n // len(folds) + (i < n % len(folds)) for i in range(len(folds))]
+    # arrays are in nnU-Net's transposed (SimpleITK z, y, x) order; write them back in raw axis order
+    spacing_raw_order = [cm.spacing[i] for i in pm.transpose_backward]
+    name = name or f"{raw.name.split('_', 1)[1]}Synth"
+    ending = FILE_ENDING
+    new_splits: list[dict[str, list[str]]] = [dict(train=list(s["train"]), val=list(s["val"])) for s in splits]
+    with staged_dataset(out_id, name, overwrite) as out:
+        for sub in ("imagesTr", "labelsTr", "labelmapsTr"):
+            (out / sub).mkdir()
+        for sub in ("imagesTr", "labelsTr", "labelmapsTr", "imagesTs", "labelsTs", "labelmapsTs"):
+            if (raw / sub).is_dir():
+                shutil.copytree(raw / sub, out / sub, dirs_exist_ok=True)
+        counter = 0
+        for fold, count in zip(folds, per_fold):
+            train_ids = list(splits[fold]["train"])
+            engine = build_engine(dataset, train_ids, raw, pre, plans_dict, configuration,
+                                  seed=seed + fold, log=lambda *a: None)
+            rng = np.random.default_rng([seed, fold])
+            for _ in tqdm(range(count), desc=f"fold {fold}: synthetic cases", unit="case"):
+                case = engine.make_case(rng)
+                case_id = f"{SYNTHETIC_PREFIX}_f{fold}_{counter:05d}"
+                counter += 1
+                back = [0, *[i + 1 for i in pm.transpose_backward]]
+                data = case.data.transpose(back)
+                seg = np.clip(case.seg.transpose(back)[0], 0, None)
+                labelmap = np.clip(case.labelmap[None].transpose(back)[0], 0, None)
+                spacing_xyz = spacing_raw_order[::-1]
+                for c in range(data.shape[0]):
+                    _write_volume(data[c], spacing_xyz, out / "imagesTr" / f"{case_id}_{c:04d}{ending}", np.float32)
+                _write_volume(seg, spacing_xyz, out / "labelsTr" / f"{case_id}{ending}", np.uint8)
+                _write_volume(labelmap, spacing_xyz, out / "labelmapsTr" / f"{case_id}{ending}", np.uint8)
+                new_splits[fold]["train"].append(case_id)
+        num_training = len(list((out / "labelsTr").glob(f"*{ending}")))
+        extra = {k: v for k, v in dataset_json.items()
+                 if k not in ("channel_names", "labels", "numTraining", "file_ending", "name")}
+        extra["overwrite_image_reader_writer"] = "SimpleITKIO"
+        extra["nnsynth_export"] = {"source_dataset": raw.name, "synthetic_cases": counter, "folds": folds,
+                                   "plans": plans, "configuration": configuration, "seed": seed}
+        write_dataset_json(out, {int(k): v for k, v in dataset_json["channel_names"].items()}, num_training,
+                           dataset_json["labels"], name, extra)
+        final_name = f"Dataset{out_id:03d}_{name}"
+    _write_splits(final_name, new_splits)
+    return require_dataset(out_id, "nnUNet_raw")
+
+
+def _write_splits(dataset_folder_name: str, splits: list[dict[str, list[str]]]) -> Path:
+    from nnunet_synth.paths import env_dir
+
+    folder = env_dir("nnUNet_preprocessed") / dataset_folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "splits_final.json"
+    file.write_text(json.dumps(splits, indent=2))
+    return file
