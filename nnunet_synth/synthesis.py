@@ -1,9 +1,9 @@
 """The synthesis engine: healthy anatomy + lesion -> (image, segmentation) in preprocessed space.
 
 One synthetic case: take a training case's anatomical label map, fill its own lesion with the
-surrounding tissue (nearest non-lesion label), write in lesions drawn from the lesion source
-(real components of another case now; a mask GAN later), render the map with a renderer
-(Gaussian mixture now; pix2pix / SPADE later) and return what nnU-Net's loader expects from
+surrounding tissue (nearest non-lesion label), write in lesions drawn from a lesion source
+(real components of another training case, or the mask GAN), render the map with a renderer
+(the Gaussian mixture, or a pix2pix / SPADE translator) and return what nnU-Net's loader expects from
 ``load_case``: data (C, X, Y, Z) float32, seg (1, X, Y, Z) with -1 outside the crop mask, and
 properties holding ``class_locations`` for foreground oversampling.
 """
@@ -26,6 +26,40 @@ class Renderer(Protocol):
     def render(self, labelmap: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
 
 
+class LesionSource(Protocol):
+    def draw(self, anatomy_id: str, brain: np.ndarray, allowed: np.ndarray,
+             rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """A boolean lesion mask inside `allowed` for the host, and a name for where it came from."""
+        ...
+
+
+@dataclass
+class RealLesionSource:
+    """Lesions of another real training case, re-placed at their relative brain position."""
+
+    cases: list[LesionCase]
+
+    def __post_init__(self) -> None:
+        if not self.cases:
+            raise ValueError("no training case with a lesion to take lesions from")
+
+    def draw(self, anatomy_id, brain, allowed, rng):
+        others = [c for c in self.cases if c.source != anatomy_id] or self.cases
+        case = others[rng.integers(len(others))]
+        return place_lesion_case(case, allowed, rng), case.source
+
+
+@dataclass
+class MaskGANLesionSource:
+    """New lesion shapes from the mask GAN (nnunet_synth.lesion_sampling.MaskSampler), placed by its prior."""
+
+    sampler: object
+
+    def draw(self, anatomy_id, brain, allowed, rng):
+        sample = self.sampler.sample_case(brain, parenchyma=allowed, seed=rng)
+        return sample.mask & allowed, "maskgan"
+
+
 @dataclass
 class SyntheticCase:
     data: np.ndarray
@@ -36,10 +70,10 @@ class SyntheticCase:
 
 @dataclass
 class SynthesisEngine:
-    """Holds label maps (preprocessed grid, spatial int16) and lesion sources of the training cases."""
+    """Holds label maps (preprocessed grid, spatial int16) of the training cases, a lesion source and a renderer."""
 
     labelmaps: dict[str, np.ndarray]
-    lesion_cases: list[LesionCase]
+    lesion_source: LesionSource
     renderer: Renderer
     classes: AnatomyClasses
     foreground_label: int = 1
@@ -48,8 +82,6 @@ class SynthesisEngine:
     def __post_init__(self) -> None:
         if not self.labelmaps:
             raise ValueError("SynthesisEngine needs at least one anatomical label map")
-        if not self.lesion_cases:
-            raise ValueError("SynthesisEngine needs at least one training case with a lesion")
         self.case_ids = sorted(self.labelmaps)
 
     def healthy_map(self, case_id: str) -> np.ndarray:
@@ -68,10 +100,9 @@ class SynthesisEngine:
 
         anatomy_id = self.case_ids[rng.integers(len(self.case_ids))]
         healthy = self.healthy_map(anatomy_id)
-        others = [c for c in self.lesion_cases if c.source != anatomy_id] or self.lesion_cases
-        lesion_case = others[rng.integers(len(others))]
         allowed = np.isin(healthy, self.classes.parenchyma)
-        lesion = place_lesion_case(lesion_case, allowed, rng)
+        brain = healthy > self.classes.background
+        lesion, lesion_source = self.lesion_source.draw(anatomy_id, brain, allowed, rng)
         labelmap = healthy.copy()
         labelmap[lesion] = self.classes.lesion
         data = self.renderer.render(labelmap, rng).astype(np.float32)
@@ -81,5 +112,5 @@ class SynthesisEngine:
         class_locations = DefaultPreprocessor._sample_foreground_locations(
             seg, [self.foreground_label], seed=int(rng.integers(2**31)))
         properties = {"class_locations": class_locations, "nnsynth_anatomy": anatomy_id,
-                      "nnsynth_lesion_source": lesion_case.source}
+                      "nnsynth_lesion_source": lesion_source}
         return SyntheticCase(data=data, seg=seg.astype(np.int8), properties=properties, labelmap=labelmap)

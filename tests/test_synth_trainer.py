@@ -96,3 +96,11 @@ def test_missing_label_maps_stop_with_a_clear_message(phantom_env, tmp_path, mon
             trainer.get_dataloaders()
     finally:
         shutil.move(moved, raw / "labelmapsTr")
+
+
+def test_learned_generator_variant_without_checkpoint_stops_at_start(phantom_env):
+    from nnunet_synth.errors import NNSynthError
+
+    trainer = _trainer(phantom_env, "nnUNetTrainerSynthSPADE")
+    with pytest.raises(NNSynthError, match="nnsynth train-maskgan"):
+        trainer.get_dataloaders()

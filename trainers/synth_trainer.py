@@ -1,7 +1,8 @@
 """nnUNetTrainerSynth: nnU-Net training with synthetic stroke cases mixed into every batch.
 
 Thin subclasses in nnU-Net's style: the variants only change class attributes.
-``NNSYNTH_FRACTION`` overrides the synthetic fraction of any variant for quick experiments;
+``NNSYNTH_FRACTION``, ``NNSYNTH_LESIONS`` (real | maskgan) and ``NNSYNTH_RENDERER`` (gmm | pix2pix | spade)
+override a variant's settings for quick experiments;
 ``NNSYNTH_POOL_SIZE`` / ``NNSYNTH_POOL_USES`` set the background case pool (size 0: generate every
 synthetic case on request, reproducible for a seed but slower).
 Validation, the final validation and prediction are nnU-Net's own and see real cases only.
@@ -14,6 +15,8 @@ import os
 from pathlib import Path
 
 from nnunetv2.paths import nnUNet_raw
+from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
 from nnunet_synth.case_pool import CasePool
 from nnunet_synth.engine_builder import build_engine
@@ -23,9 +26,14 @@ from trainers.budget import nnUNetTrainerBudget
 
 
 class nnUNetTrainerSynth(nnUNetTrainerBudget):
-    """Half of every training batch synthetic (renderer: Gaussian mixture, lesions: real components)."""
+    """Half of every training batch synthetic (renderer: Gaussian mixture, lesions: real components).
+
+    Needs no trained generator, so it works right after `nnsynth demo-cohort` / `nnsynth labelmaps`.
+    """
 
     synth_fraction: float = 0.5
+    lesion_source: str = "real"
+    renderer: str = "gmm"
     pool_size: int = 16
     pool_uses: int = 4
 
@@ -47,10 +55,16 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
         fraction = self._setting("NNSYNTH_FRACTION", self.synth_fraction, float)
         if fraction <= 0:
             return dataset_tr, dataset_val
+        # generators run where the pool runs: never CUDA inside nnU-Net's forked augmentation workers
+        device = self.device.type if get_allowed_n_proc_DA() == 0 else "cpu"
         engine = build_engine(dataset_tr, list(dataset_tr.identifiers), self._raw_dataset_folder(),
                               Path(self.preprocessed_dataset_folder_base), self.plans_manager.plans,
                               self.configuration_name, foreground_label=self.label_manager.foreground_labels[0],
-                              seed=self.fold, log=self.print_to_log_file)
+                              seed=self.fold, log=self.print_to_log_file,
+                              lesions=self._setting("NNSYNTH_LESIONS", self.lesion_source, str),
+                              renderer=self._setting("NNSYNTH_RENDERER", self.renderer, str),
+                              dataset_id=convert_dataset_name_to_id(self.plans_manager.dataset_name),
+                              fold=self.fold, device=device)
         pool_size = self._setting("NNSYNTH_POOL_SIZE", self.pool_size, int)
         pool = None
         if pool_size > 0:
@@ -94,3 +108,23 @@ class nnUNetTrainerSynthOnly(nnUNetTrainerSynth):
     """The paper's synthetic-only arm: every training sample is generated (validation stays real)."""
 
     synth_fraction = 1.0
+
+
+class nnUNetTrainerSynthMaskGAN(nnUNetTrainerSynth):
+    """New lesion shapes from the mask GAN (`nnsynth train-maskgan`), Gaussian-mixture rendering."""
+
+    lesion_source = "maskgan"
+
+
+class nnUNetTrainerSynthPix2pix(nnUNetTrainerSynth):
+    """Mask GAN lesions rendered by the pix2pix-3D translator (`nnsynth train-translator --arch pix2pix`)."""
+
+    lesion_source = "maskgan"
+    renderer = "pix2pix"
+
+
+class nnUNetTrainerSynthSPADE(nnUNetTrainerSynth):
+    """The seed paper's full method: mask GAN lesions rendered by SPADE-3D (`--arch spade`)."""
+
+    lesion_source = "maskgan"
+    renderer = "spade"

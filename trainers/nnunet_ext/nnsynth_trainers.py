@@ -5,5 +5,8 @@ from trainers.synth_trainer import (  # noqa: F401
     nnUNetTrainerSynth,
     nnUNetTrainerSynth_p25,
     nnUNetTrainerSynth_p75,
+    nnUNetTrainerSynthMaskGAN,
     nnUNetTrainerSynthOnly,
+    nnUNetTrainerSynthPix2pix,
+    nnUNetTrainerSynthSPADE,
 )
