@@ -9,6 +9,9 @@ import importlib
 # that `nnsynth --help` stays fast.
 COMMAND_MODULES = (
     "dataset_tools.demo_cohort_cli",
+    "dataset_tools.convert_cli",
+    "dataset_tools.labelmaps_cli",
+    "dataset_tools.export_cli",
 )
 
 

@@ -47,3 +47,32 @@ def test_slow_generator_never_blocks_after_the_first_case():
 def test_invalid_sizes_are_refused():
     with pytest.raises(ValueError):
         CasePool(lambda rng: np.zeros(1), size=0)
+
+
+def _first_case_in_child(pool, queue):
+    queue.put(pool.get())
+
+
+def test_forked_workers_generate_different_cases():
+    """nnU-Net forks its augmentation workers: each must run its own pool with its own seed."""
+    import multiprocessing
+
+    pool = CasePool(lambda rng: float(rng.random()), size=2, max_uses=1)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_first_case_in_child, args=(pool, queue)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    values = [queue.get(timeout=20) for _ in workers]
+    for w in workers:
+        w.join(timeout=20)
+    assert values[0] != values[1]
+
+
+def test_fixed_seed_without_threads_is_reproducible():
+    a = CasePool(lambda rng: float(rng.random()), size=1, max_uses=1, seed=5)
+    first = a.get()
+    a.close()
+    b = CasePool(lambda rng: float(rng.random()), size=1, max_uses=1, seed=5)
+    assert b.get() == first
+    b.close()
