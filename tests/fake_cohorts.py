@@ -9,7 +9,11 @@ import numpy as np
 
 SHAPE = (8, 8, 4)
 SPACING = (2.0, 2.0, 5.0)
-FLAIR_SHAPE = (12, 12, 3)  # same field of view as the DWI grid, other voxels
+# ISLES 2022's FLAIR lies on another, larger grid: more voxels and a field of view that contains the
+# DWI one (DWI voxel centres span x, y in [-8, 6] and z in [-10, 5] mm; FLAIR x, y [-12, 10.5], z [-14, 10]).
+FLAIR_SHAPE = (16, 16, 4)
+FLAIR_FOV = (24.0, 24.0, 32.0)
+FLAIR_ORIGIN = (-12.0, -12.0, -14.0)
 
 
 def affine_for(shape: tuple[int, ...], fov_mm: tuple[float, ...] = (16.0, 16.0, 20.0),
@@ -39,6 +43,22 @@ def mask(seed: int, shape: tuple[int, ...] = SHAPE, empty: bool = False) -> np.n
     return out
 
 
+def flair_affine() -> np.ndarray:
+    return affine_for(FLAIR_SHAPE, FLAIR_FOV, FLAIR_ORIGIN)
+
+
+def flair_ramp(seed: int) -> np.ndarray:
+    """int16 FLAIR that is linear in world x (100 + seed + 2 per FLAIR voxel), so resampling is checkable."""
+    i = np.arange(FLAIR_SHAPE[0], dtype=np.int16)[:, None, None]
+    return np.broadcast_to(100 + seed % 50 + 2 * i, FLAIR_SHAPE).astype(np.int16)
+
+
+def flair_ramp_at(seed: int, world_x: np.ndarray) -> np.ndarray:
+    """The value of flair_ramp(seed) at world x (mm), for comparison after resampling."""
+    spacing = FLAIR_FOV[0] / FLAIR_SHAPE[0]
+    return 100 + seed % 50 + 2 * (world_x - FLAIR_ORIGIN[0]) / spacing
+
+
 def make_isles22(root: Path, subjects: int = 3, sessions: int = 1, layout: str = "bids",
                  empty: tuple[int, ...] = (2,), adc_suffix: str = "adc") -> Path:
     """ISLES-2022 tree: Zenodo BIDS (``bids``) or the challenge-time flat ``rawdata`` layout."""
@@ -59,7 +79,7 @@ def make_isles22(root: Path, subjects: int = 3, sessions: int = 1, layout: str =
                          "flair": base / f"{prefix}_flair.nii.gz"}
             save(files["dwi"], image(seed))
             save(files["adc"], image(seed + 1))
-            save(files["flair"], image(seed + 2, FLAIR_SHAPE).astype(np.int16))
+            save(files["flair"], flair_ramp(seed), flair_affine())
             save(root / "derivatives" / sub / ses / f"{prefix}_msk.nii.gz", mask(seed, empty=s in empty))
     return root
 

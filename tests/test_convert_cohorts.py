@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_cohorts import load, make_atlas2, make_folder, make_isles15
+from fake_cohorts import isles15_file, load, make_atlas2, make_folder, make_isles15, raw_entries
 
 from dataset_tools.splits import grouped_kfold
 from nnunet_synth.cli import main
@@ -89,3 +89,110 @@ def test_grouped_kfold_keeps_patients_together() -> None:
     assert grouped_kfold(cases) == splits  # deterministic
     with pytest.raises(ValueError):
         grouped_kfold({"a": "a", "b": "b"})
+
+
+def test_folder_plain_names_ending_in_digits_with_a_missing_mask(tmp_path: Path, nnunet_env: dict,
+                                                                  capsys) -> None:
+    """p_0003.nii.gz without its mask is one plain case lacking a mask, not channel 3 of a case 'p'."""
+    images, labels = make_folder(tmp_path, cases=3, plain=True, names=("p_0001", "p_0002", "p_0003"))
+    (labels / "p_0003.nii.gz").unlink()
+    assert main(["convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "523",
+                 "-np", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem(s)" in err and f"{labels / 'p_0003.nii.gz'}: missing lesion mask" in err
+    assert raw_entries(nnunet_env["nnUNet_raw"]) == []
+
+
+def test_folder_bad_patient_pattern(tmp_path: Path, nnunet_env: dict, capsys) -> None:
+    images, labels = make_folder(tmp_path, cases=2, channels=1)
+    assert main(["convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "524",
+                 "--patient-pattern", "^(sub-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnsynth convert: error: --patient-pattern '^(sub-' is not a regular expression")
+    assert "Traceback" not in err
+    assert raw_entries(nnunet_env["nnUNet_raw"]) == []
+
+
+def _atlas_missing_t1(root: Path) -> Path:
+    target = next((root / "Training" / "R001" / "sub-r001s002").rglob("*_T1w.nii.gz"))
+    target.unlink()
+    return target
+
+
+def _atlas_missing_mask(root: Path) -> Path:
+    target = next((root / "Training" / "R001" / "sub-r001s001").rglob("*_label-L_desc-T1lesion_mask.nii.gz"))
+    target.unlink()
+    return target
+
+
+def _isles15_missing_ot(root: Path) -> Path:
+    folder = next((root / "Training" / "2").glob("*.OT.*"))
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return root / "Training" / "2" / "*OT*.nii"
+
+
+def _isles15_missing_dwi(root: Path) -> Path:
+    folder = next((root / "Training" / "1").glob("*.MR_DWI.*"))
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return root / "Training" / "1" / "*MR_dwi*.nii"
+
+
+def _isles15_two_flairs(root: Path) -> Path:
+    first = next((root / "Training" / "1").glob("*.MR_Flair.*"))
+    extra = isles15_file(root / "Training" / "1", "MR_Flair", 99999)
+    extra.parent.mkdir()
+    extra.write_bytes(next(first.iterdir()).read_bytes())
+    return root / "Training" / "1"
+
+
+@pytest.mark.parametrize("cohort, corrupt, words", [
+    ("atlas2", _atlas_missing_t1, "missing T1w channel"),
+    ("atlas2", _atlas_missing_mask, "missing lesion mask"),
+    ("isles15", _isles15_missing_ot, "missing lesion mask"),
+    ("isles15", _isles15_missing_dwi, "missing DWI channel"),
+    ("isles15", _isles15_two_flairs, "several flair files"),
+])
+def test_cohort_layout_problems_are_named(tmp_path: Path, nnunet_env: dict, capsys, cohort: str,
+                                          corrupt, words: str) -> None:
+    root = tmp_path / "src" / ("ATLAS_2" if cohort == "atlas2" else "SISS2015")
+    (make_atlas2(root, train=2, test=1) if cohort == "atlas2" else make_isles15(root, cases=2))
+    named = corrupt(root)
+    assert main(["convert", cohort, str(tmp_path / "src"), "-d", "525", "-np", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{named}: {words}" in err, err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert raw_entries(nnunet_env["nnUNet_raw"]) == []
+    assert raw_entries(nnunet_env["nnUNet_preprocessed"]) == []
+
+
+def test_parallel_workers_report_problems_and_write_nothing(tmp_path: Path, nnunet_env: dict, capsys) -> None:
+    """-np 2 (spawned workers, shared stop flag): every problem reported, the staging folder removed."""
+    root = tmp_path / "ATLAS_2"
+    make_atlas2(root, train=4, test=0)
+    mask = _atlas_missing_mask(root)
+    t1 = next((root / "Training" / "R001" / "sub-r001s004").rglob("*_T1w.nii.gz"))
+    t1.write_bytes(t1.read_bytes()[:300])
+    assert main(["convert", "atlas2", str(root), "-d", "526", "-np", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err and f"{mask}: missing lesion mask" in err
+    assert f"{t1}: unreadable or truncated T1w channel" in err
+    assert raw_entries(nnunet_env["nnUNet_raw"]) == []
+
+
+def test_isles15_mask_folder_matched_by_ot(tmp_path: Path) -> None:
+    """Released SISS trees also name the mask folder VSD.Brain_3more.XX.O.OT.<id>: any *OT* part counts."""
+    from dataset_tools.convert import isles15
+
+    root = make_isles15(tmp_path / "SISS2015", cases=2)
+    old = next((root / "Training" / "2").glob("*.OT.*"))
+    new = old.with_name(old.name.replace("VSD.Brain.", "VSD.Brain_3more."))
+    (old / f"{old.name}.nii").rename(old / f"{new.name}.nii")
+    old.rename(new)
+    cases = isles15.discover(tmp_path).cases
+    assert [c.case_id for c in cases] == ["siss001", "siss002"]
+    assert cases[1].mask == new / f"{new.name}.nii"
+    assert [name for name, _ in cases[1].channels] == ["FLAIR", "DWI", "T1", "T2"]

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_cohorts import SHAPE, affine_for, load, make_isles22, save
+from fake_cohorts import (
+    FLAIR_SHAPE,
+    SHAPE,
+    SPACING,
+    affine_for,
+    flair_affine,
+    flair_ramp_at,
+    load,
+    make_isles22,
+    raw_entries,
+    save,
+)
 
 from dataset_tools.convert import isles22
 from nnunet_synth.cli import main
@@ -28,10 +39,20 @@ def test_isles22_both_layouts(tmp_path: Path, nnunet_env: dict, layout: str, cap
     assert dwi.dtype == np.float32 and flair.dtype == np.float32 and label.dtype == np.uint8
     assert flair.shape == dwi.shape == label.shape == SHAPE
     np.testing.assert_allclose(flair_affine, dwi_affine)
+    # FLAIR (a ramp in world x on its own larger grid) resampled linearly in physical space
+    world_x = (dwi_affine @ np.stack([*np.indices(SHAPE).reshape(3, -1), np.ones(int(np.prod(SHAPE)))]))[0]
+    np.testing.assert_allclose(flair.ravel(), flair_ramp_at(101, world_x), atol=1e-3)
+    dwi_src = next((tmp_path / "src").rglob("sub-strokecase0001_ses-0001_dwi.nii.gz"))
+    np.testing.assert_array_equal(dwi, load(dwi_src)[0])
     # empty masks are real cases: kept and listed
     summary = json.loads((out / "conversion_summary.json").read_text())
     assert summary["empty_masks"] == ["sub-strokecase0002_ses-0001"]
     assert summary["resampled_channels"] == ["FLAIR"]
+    assert summary["num_training"] == 3 and summary["num_patients"] == 3
+    assert summary["spacing_mm"] == {k: list(SPACING) for k in ("min", "median", "max")}
+    assert summary["size_voxels"] == {k: list(SHAPE) for k in ("min", "median", "max")}
+    assert summary["lesion_volume_ml"]["max"] == pytest.approx(0.08)  # 4 voxels of 20 mm^3
+    assert summary["lesion_volume_ml"]["min"] == 0.0
     assert load(out / "labelsTr" / "sub-strokecase0002_ses-0001.nii.gz")[0].sum() == 0
     assert "empty masks: 1" in capsys.readouterr().out
 
@@ -102,3 +123,36 @@ def test_discovery_rejects_unknown_tree(tmp_path: Path) -> None:
         isles22.discover(tmp_path / "x")
     with pytest.raises(NNSynthError, match="--channels"):
         isles22.discover(tmp_path / "x", ["dwi", "t1"])
+
+
+def test_flair_only_goes_onto_the_mask_grid(tmp_path: Path, nnunet_env: dict) -> None:
+    """Without DWI/ADC the mask's grid (which is the DWI grid) is the reference for FLAIR."""
+    make_isles22(tmp_path / "src", subjects=2, layout="rawdata")
+    assert main(["convert", "isles22", str(tmp_path / "src"), "-d", "505", "--channels", "flair", "-np", "1"]) == 0
+    out = nnunet_env["nnUNet_raw"] / "Dataset505_ISLES22"
+    flair, affine = load(out / "imagesTr" / "sub-strokecase0002_ses-0001_0000.nii.gz")
+    assert flair.shape == SHAPE and flair.dtype == np.float32
+    np.testing.assert_allclose(affine, affine_for(SHAPE))
+    world_x = (affine @ np.stack([*np.indices(SHAPE).reshape(3, -1), np.ones(int(np.prod(SHAPE)))]))[0]
+    np.testing.assert_allclose(flair.ravel(), flair_ramp_at(201, world_x), atol=1e-3)
+
+
+def test_flair_grid_is_larger_than_dwi(tmp_path: Path) -> None:
+    """The fake tree mirrors REFERENCE.md: FLAIR on another, larger grid than DWI/ADC/mask."""
+    make_isles22(tmp_path / "src", subjects=1)
+    flair = load(tmp_path / "src/sub-strokecase0001/ses-0001/anat/sub-strokecase0001_ses-0001_FLAIR.nii.gz")
+    assert flair[0].shape == FLAIR_SHAPE and np.prod(FLAIR_SHAPE) > np.prod(SHAPE)
+    np.testing.assert_allclose(flair[1], flair_affine())
+    assert not np.allclose(flair[1], affine_for(SHAPE))
+
+
+@pytest.mark.parametrize("layout", ["bids", "rawdata"])
+def test_missing_mask_is_named(tmp_path: Path, nnunet_env: dict, capsys, layout: str) -> None:
+    make_isles22(tmp_path / "src", subjects=2, layout=layout)
+    mask = tmp_path / "src/derivatives/sub-strokecase0001/ses-0001/sub-strokecase0001_ses-0001_msk.nii.gz"
+    mask.unlink()
+    assert main(["convert", "isles22", str(tmp_path / "src"), "-d", "506", "-np", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{mask}: missing lesion mask" in err and "nothing was written" in err
+    assert raw_entries(nnunet_env["nnUNet_raw"]) == []
+    assert raw_entries(nnunet_env["nnUNet_preprocessed"]) == []

@@ -31,8 +31,7 @@ def discover(images: Path, labels: Path, channel_names: list[str] | None = None,
     image_stems, label_stems = _stems(images), _stems(labels)
     if not image_stems:
         raise NNSynthError(f"no .nii/.nii.gz files in {images}")
-    # nnU-Net naming (CASE_0000) unless the image names are exactly the label names (plain CASE files).
-    multichannel = set(image_stems) != set(label_stems) and all(_CHANNEL.match(s) for s in image_stems)
+    multichannel = _nnunet_naming(set(image_stems), set(label_stems))
     per_case: dict[str, dict[int, Path]] = {}
     problems: dict[str, list[Problem]] = {}
     for stem, files in image_stems.items():
@@ -49,7 +48,10 @@ def discover(images: Path, labels: Path, channel_names: list[str] | None = None,
     if len(names) != n_channels:
         raise NNSynthError(f"--channel-names gives {len(names)} name(s) but the images in {images} have "
                            f"{n_channels} channel(s)")
-    regex = re.compile(patient_pattern) if patient_pattern else None
+    try:
+        regex = re.compile(patient_pattern) if patient_pattern else None
+    except re.error as exc:
+        raise NNSynthError(f"--patient-pattern {patient_pattern!r} is not a regular expression ({exc})") from exc
     cases = []
     for case_id in sorted(set(per_case) | set(label_stems)):
         files = per_case.get(case_id, {})
@@ -60,6 +62,23 @@ def discover(images: Path, labels: Path, channel_names: list[str] | None = None,
         cases.append(Case(case_id, _patient(case_id, regex), channels, mask,
                           problems=tuple(problems.get(case_id, ()))))
     return Discovery("folder", images, names, cases)
+
+
+def _nnunet_naming(image_stems: set[str], label_stems: set[str]) -> bool:
+    """True for nnU-Net naming (CASE_0000 ...), False for plain CASE files named like their masks.
+
+    Plain names may end in four digits too (``p_0001``), so the reading that pairs more images with
+    masks wins; a tie (e.g. a label folder that matches neither) keeps nnU-Net naming when every
+    image name allows it and the names are not exactly the label names.
+    """
+    matches = [_CHANNEL.match(s) for s in image_stems]
+    if not all(matches):
+        return False
+    nnunet_hits = len({m.group(1) for m in matches if m} & label_stems)
+    plain_hits = len(image_stems & label_stems)
+    if nnunet_hits != plain_hits:
+        return nnunet_hits > plain_hits
+    return image_stems != label_stems
 
 
 def _twice(case_id: str, files: list[Path]) -> Problem:
