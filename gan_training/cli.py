@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gan_training.maskgan_cli", "gan_training.translator_cli")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

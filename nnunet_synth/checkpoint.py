@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from nnunet_synth.errors import NNSynthError
@@ -91,6 +92,19 @@ def config_from_dict(cls: type[C], data: dict[str, Any], path: Path | str | None
                            f"({exc})") from exc
 
 
+def _weights_only_safe(value: Any) -> Any:
+    """numpy scalars (np.str_, np.float64, ...) -> python, arrays -> tensors: weights_only=True can read them."""
+    if isinstance(value, dict):
+        return {k: _weights_only_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_weights_only_safe(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def save_checkpoint(path: str | Path, ckpt: GeneratorCheckpoint) -> Path:
     """Write atomically: temporary file in the same folder, fsync, then os.replace."""
     path = Path(path)
@@ -98,7 +112,7 @@ def save_checkpoint(path: str | Path, ckpt: GeneratorCheckpoint) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(ckpt.to_dict(), fh)
+            torch.save(_weights_only_safe(ckpt.to_dict()), fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

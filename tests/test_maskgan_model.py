@@ -199,3 +199,13 @@ def test_unsafe_or_broken_files_are_refused(tmp_path: Path):
     (tmp_path / "trunc.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(NNSynthError):
         load_checkpoint(tmp_path / "trunc.pt")
+
+
+def test_numpy_values_in_a_checkpoint_still_load_weights_only(tmp_path: Path):
+    import numpy as np
+
+    ckpt = GeneratorCheckpoint("maskgan", {"a": np.int64(3)}, {"generator": {}}, fingerprint().to_dict(),
+                               extra={"ids": [np.str_("case_1")], "v": np.float64(0.5), "arr": np.arange(3)})
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "maskgan_fold0.pt", ckpt))
+    assert loaded.extra["ids"] == ["case_1"] and type(loaded.extra["ids"][0]) is str
+    assert loaded.extra["v"] == 0.5 and loaded.extra["arr"].tolist() == [0, 1, 2] and loaded.config == {"a": 3}

@@ -104,3 +104,27 @@ def test_learned_generator_variant_without_checkpoint_stops_at_start(phantom_env
     trainer = _trainer(phantom_env, "nnUNetTrainerSynthSPADE")
     with pytest.raises(NNSynthError, match="nnsynth train-maskgan"):
         trainer.get_dataloaders()
+
+
+def test_mask_gan_variant_uses_the_trained_generator(phantom_env):
+    import shutil
+
+    from nnunet_synth.cli import main
+
+    assert main(["train-maskgan", "-d", "900", "--steps", "2", "--batch-size", "1", "--n-critic", "1",
+                 "--save-every", "2", "--latent-dim", "8", "--gen-filters", "8", "--n-levels", "2",
+                 "--final-kernel", "3", "--device", "cpu", "--no-progress"]) == 0
+    try:
+        trainer = _trainer(phantom_env, "nnUNetTrainerSynthMaskGAN")
+        dl_train, _ = trainer.get_dataloaders()
+        assert "mask GAN" in open(trainer.log_file).read()
+        for _ in range(3):
+            batch = next(dl_train)
+            assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
+            assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
+        case = trainer.synth_dataset.engine.make_case(np.random.default_rng(0))
+        assert case.properties["nnsynth_lesion_source"] == "maskgan"
+        lesion = case.seg[0] == 1
+        assert np.isin(case.labelmap[lesion], [4]).all()
+    finally:
+        shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnsynth", ignore_errors=True)
