@@ -106,7 +106,8 @@ def test_learned_generator_variant_without_checkpoint_stops_at_start(phantom_env
         trainer.get_dataloaders()
 
 
-def test_mask_gan_variant_uses_the_trained_generator(phantom_env):
+def test_learned_generator_variants_use_the_trained_generators(phantom_env):
+    """The paper's full method on a real nnU-Net dataset: mask GAN lesions rendered by SPADE-3D."""
     import shutil
 
     from nnunet_synth.cli import main
@@ -114,17 +115,24 @@ def test_mask_gan_variant_uses_the_trained_generator(phantom_env):
     assert main(["train-maskgan", "-d", "900", "--steps", "2", "--batch-size", "1", "--n-critic", "1",
                  "--save-every", "2", "--latent-dim", "8", "--gen-filters", "8", "--n-levels", "2",
                  "--final-kernel", "3", "--device", "cpu", "--no-progress"]) == 0
+    assert main(["train-translator", "-d", "900", "--arch", "spade", "--steps", "1", "--filters", "4",
+                 "--max-filters", "8", "--levels", "2", "--disc-filters", "4,8", "--crop", "16",
+                 "--device", "cpu", "--no-progress"]) == 0
     try:
-        trainer = _trainer(phantom_env, "nnUNetTrainerSynthMaskGAN")
-        dl_train, _ = trainer.get_dataloaders()
-        assert "mask GAN" in open(trainer.log_file).read()
-        for _ in range(3):
-            batch = next(dl_train)
-            assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
-            assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
-        case = trainer.synth_dataset.engine.make_case(np.random.default_rng(0))
-        assert case.properties["nnsynth_lesion_source"] == "maskgan"
-        lesion = case.seg[0] == 1
-        assert np.isin(case.labelmap[lesion], [4]).all()
+        for variant, source, renderer in (("nnUNetTrainerSynthMaskGAN", "maskgan", "Gaussian-mixture"),
+                                          ("nnUNetTrainerSynthSPADE", "maskgan", "spade translator")):
+            trainer = _trainer(phantom_env, variant)
+            dl_train, _ = trainer.get_dataloaders()
+            log = open(trainer.log_file).read()
+            assert "mask GAN" in log and renderer in log
+            for _ in range(2):
+                batch = next(dl_train)
+                assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
+                assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
+            case = trainer.synth_dataset.engine.make_case(np.random.default_rng(0))
+            assert case.properties["nnsynth_lesion_source"] == source
+            assert case.data.shape[0] == 2 and np.isfinite(case.data).all()
+            assert (case.labelmap[case.seg[0] == 1] == 4).all()
+            trainer.synth_dataset.pool.close()
     finally:
         shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnsynth", ignore_errors=True)
