@@ -38,9 +38,11 @@ class SynthMixDataset:
     data-augmentation worker, so forked workers generate different cases.
     """
 
-    def __init__(self, real, engine: SynthesisEngine, fraction: float, pool: CasePool | None = None):
+    def __init__(self, real, engine: SynthesisEngine | None, fraction: float, pool: CasePool | None = None):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"synthetic fraction must be in [0, 1], got {fraction}")
+        if engine is None and pool is None:
+            raise ValueError("SynthMixDataset needs an engine or a pool of cases")
         self.real = real
         self.identifiers = list(real.identifiers)
         self.source_folder = getattr(real, "source_folder", None)

@@ -43,6 +43,24 @@ def test_batches_hold_the_configured_share_of_synthetic_cases(phantom_env):
         assert not any(is_synthetic_key(k) for k in next(dl_val)["keys"])
 
 
+def test_forked_augmentation_workers_get_cases_generated_in_the_main_process(phantom_env, monkeypatch):
+    monkeypatch.setenv("nnUNet_n_proc_DA", "2")
+    trainer = _trainer(phantom_env)
+    dl_train, dl_val = trainer.get_dataloaders()
+    try:
+        assert trainer.synth_dataset.engine is None   # the copies in the workers cannot generate
+        for _ in range(4):
+            batch = next(dl_train)
+            assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
+            assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
+        assert trainer.case_feed.produced >= 1
+        assert "fed to the augmentation workers" in open(trainer.log_file).read()
+    finally:
+        trainer.case_feed.close()
+        for loader in (dl_train, dl_val):
+            loader._finish()
+
+
 def test_synthetic_only_variant_and_budget_from_environment(phantom_env, monkeypatch):
     monkeypatch.setenv("NNSYNTH_ITERATIONS", "3")
     monkeypatch.setenv("NNSYNTH_EPOCHS", "2")
@@ -129,7 +147,7 @@ def test_learned_generator_variants_use_the_trained_generators(phantom_env):
                 batch = next(dl_train)
                 assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
                 assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
-            case = trainer.synth_dataset.engine.make_case(np.random.default_rng(0))
+            case = trainer.synth_engine.make_case(np.random.default_rng(0))
             assert case.properties["nnsynth_lesion_source"] == source
             assert case.data.shape[0] == 2 and np.isfinite(case.data).all()
             assert (case.labelmap[case.seg[0] == 1] == 4).all()

@@ -10,19 +10,30 @@ Validation, the final validation and prediction are nnU-Net's own and see real c
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.paths import nnUNet_raw
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
+from nnunet_synth.case_feed import CaseFeed
 from nnunet_synth.case_pool import CasePool
 from nnunet_synth.engine_builder import build_engine
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.mixing import SynthMixDataset
 from trainers.budget import nnUNetTrainerBudget
+
+
+class nnUNetSynthDataLoader(nnUNetDataLoader):
+    """nnU-Net's loader, drawing each batch's keys with the exact synthetic share of a SynthMixDataset."""
+
+    def get_indices(self):
+        return self._data.draw_batch_keys(self.batch_size)
 
 
 class nnUNetTrainerSynth(nnUNetTrainerBudget):
@@ -55,8 +66,9 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
         fraction = self._setting("NNSYNTH_FRACTION", self.synth_fraction, float)
         if fraction <= 0:
             return dataset_tr, dataset_val
-        # generators run where the pool runs: never CUDA inside nnU-Net's forked augmentation workers
-        device = self.device.type if get_allowed_n_proc_DA() == 0 else "cpu"
+        # generation runs in this (main) process, on the training device; with forked augmentation
+        # workers the cases reach them through a CaseFeed, so no worker ever generates (or touches CUDA)
+        device = self.device.type
         engine = build_engine(dataset_tr, list(dataset_tr.identifiers), self._raw_dataset_folder(),
                               Path(self.preprocessed_dataset_folder_base), self.plans_manager.plans,
                               self.configuration_name, foreground_label=self.label_manager.foreground_labels[0],
@@ -66,33 +78,78 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
                               dataset_id=convert_dataset_name_to_id(self.plans_manager.dataset_name),
                               fold=self.fold, device=device)
         pool_size = self._setting("NNSYNTH_POOL_SIZE", self.pool_size, int)
-        pool = None
-        if pool_size > 0:
-            pool = CasePool(engine.make_case, size=pool_size,
-                            max_uses=self._setting("NNSYNTH_POOL_USES", self.pool_uses, int))
-        self.print_to_log_file(f"nnsynth: synthetic fraction of each training batch: {fraction}; "
-                               + (f"background pool of {pool.size} cases, each used at most {pool.max_uses} times"
-                                  if pool else "generated on request (no pool)"))
-        self.synth_dataset = SynthMixDataset(dataset_tr, engine, fraction, pool)
+        pool_uses = self._setting("NNSYNTH_POOL_USES", self.pool_uses, int)
+        pool, self.case_feed = None, None
+        if get_allowed_n_proc_DA() > 0:
+            self.case_feed = CaseFeed(engine.make_case, capacity=max(pool_size, 2), seed=self.fold)
+            self.case_feed.start()
+            pool = CasePool(self.case_feed.take, size=max(pool_size, 1), max_uses=pool_uses)
+            where = (f"generated in the main process on {device}, fed to the augmentation workers; each worker "
+                     f"keeps {pool.size} cases, each used at most {pool.max_uses} times")
+        elif pool_size > 0:
+            pool = CasePool(engine.make_case, size=pool_size, max_uses=pool_uses)
+            where = f"background pool of {pool.size} cases, each used at most {pool.max_uses} times"
+        else:
+            where = "generated on request (no pool)"
+        self.print_to_log_file(f"nnsynth: synthetic fraction of each training batch: {fraction}; {where}")
+        # with a feed, the dataset copied into the workers holds no engine: workers cannot generate
+        self.synth_dataset = SynthMixDataset(dataset_tr, None if self.case_feed else engine, fraction, pool)
+        self.synth_engine = engine
         return self.synth_dataset, dataset_val
 
     def get_dataloaders(self):
-        dl_train, dl_val = super().get_dataloaders()
-        loader = getattr(dl_train, "generator", None) or getattr(dl_train, "data_loader", None)
-        mixed = getattr(loader, "_data", None)
-        if isinstance(mixed, SynthMixDataset):
-            # exact share of synthetic keys per batch instead of the loader's uniform draw
-            loader.get_indices = functools.partial(mixed.draw_batch_keys, loader.batch_size)
-        return dl_train, dl_val
+        """nnU-Net's own get_dataloaders, with the synthetic-mixing loader for training.
+
+        Written out (as nnU-Net's DA variants do) because nnU-Net forks its augmentation workers inside
+        this method: the loader class must be right before that happens.
+        """
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        patch_size = self.configuration_manager.patch_size
+        deep_supervision_scales = self._get_deep_supervision_scales()
+        rotation_for_da, do_dummy_2d_data_aug, initial_patch_size, mirror_axes = \
+            self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        regions = self.label_manager.foreground_regions if self.label_manager.has_regions else None
+        tr_transforms = self.get_training_transforms(
+            patch_size, rotation_for_da, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
+            use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=self.is_cascaded,
+            foreground_labels=self.label_manager.foreground_labels, regions=regions,
+            ignore_label=self.label_manager.ignore_label)
+        val_transforms = self.get_validation_transforms(
+            deep_supervision_scales, is_cascaded=self.is_cascaded,
+            foreground_labels=self.label_manager.foreground_labels, regions=regions,
+            ignore_label=self.label_manager.ignore_label)
+        dataset_tr, dataset_val = self.get_tr_and_val_datasets()
+        loader_class = nnUNetSynthDataLoader if isinstance(dataset_tr, SynthMixDataset) else nnUNetDataLoader
+        common = dict(oversample_foreground_percent=self.oversample_foreground_percent, sampling_probabilities=None,
+                      pad_sides=None, probabilistic_oversampling=self.probabilistic_oversampling)
+        dl_tr = loader_class(dataset_tr, self.batch_size, initial_patch_size, patch_size, self.label_manager,
+                             transforms=tr_transforms, **common)
+        dl_val = nnUNetDataLoader(dataset_val, self.batch_size, patch_size, patch_size, self.label_manager,
+                                  transforms=val_transforms, **common)
+        n_proc = get_allowed_n_proc_DA()
+        if n_proc == 0:
+            mt_train, mt_val = SingleThreadedAugmenter(dl_tr, None), SingleThreadedAugmenter(dl_val, None)
+        else:
+            pin = self.device.type == "cuda"
+            mt_train = NonDetMultiThreadedAugmenter(dl_tr, None, n_proc, max(6, n_proc // 2), None, pin, 0.002)
+            mt_val = NonDetMultiThreadedAugmenter(dl_val, None, max(1, n_proc // 2), max(3, n_proc // 4), None,
+                                                  pin, 0.002)
+        _ = next(mt_train)
+        _ = next(mt_val)
+        return mt_train, mt_val
 
     def on_train_end(self):
         pool = getattr(getattr(self, "synth_dataset", None), "pool", None)
-        if pool is not None:
+        if pool is not None and getattr(self, "case_feed", None) is None:
             stats = pool.stats()
             self.print_to_log_file(
                 f"nnsynth: pool generated {stats['generated']} cases ({stats['seconds_per_case']:.2f} s each) "
                 f"for {stats['served']} synthetic samples; served while starved: {stats['starved']}")
             pool.close()
+        if getattr(self, "case_feed", None) is not None:
+            self.print_to_log_file(f"nnsynth: main process generated {self.case_feed.produced} cases for the workers")
+            self.case_feed.close()
         super().on_train_end()
 
 
