@@ -7,30 +7,29 @@ from __future__ import annotations
 
 import argparse
 
+from gan_training.cli_args import (
+    add_dataset_arguments,
+    add_save_arguments,
+    add_steps_arguments,
+    add_switch_arguments,
+    default_device,
+    voxel_shape,
+)
 from nnunet_synth.errors import NNSynthError
 
 
 def _box(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) < 4:
-        raise argparse.ArgumentTypeError("box must be N or X,Y,Z voxels (each >= 4)")
-    return tuple(parts)
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return voxel_shape(text, "box")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id")
-    p.add_argument("--fold", default="0", help="cross-validation fold of splits_final.json, or 'all' (default 0)")
-    p.add_argument("--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    p.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    add_dataset_arguments(p, "cross-validation fold of splits_final.json, or 'all' (default 0)")
+
+
+def _sample_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the fold's maskgan checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,16 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "training cases in $nnUNet_preprocessed. Checkpoints, loss curve and sample mosaics go to "
         "$nnUNet_results/DatasetXXX_Name/nnsynth/. Runs data-parallel under torchrun --nproc_per_node N.")
     _common(t)
-    t.add_argument("--steps", type=int, default=2000, help="total generator steps to reach (default 2000)")
-    t.add_argument("--continue", dest="resume", action="store_true",
-                   help="resume exactly from maskgan_fold<F>_latest.pt (optimization settings come from it)")
+    add_steps_arguments(t, 2000, "generator", "maskgan_fold<F>_latest.pt")
     t.add_argument("--batch-size", type=int, default=4, help="masks per rank and critic step (default 4)")
     t.add_argument("--n-critic", type=int, default=5, help="critic updates per generator update (default 5)")
     t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     t.add_argument("--volume-weight", type=float, default=1.0,
                    help="weight of the log-volume consistency loss on the generator (default 1)")
-    t.add_argument("--save-every", type=int, default=250, help="checkpoint + PNGs every N steps (default 250)")
-    t.add_argument("--seed", type=int, default=0)
+    add_save_arguments(t)
     t.add_argument("--cluster-mm", type=float, default=10.0,
                    help="lesion components closer than this (mm) form one training lesion (default 10)")
     t.add_argument("--box", type=_box, default=None,
@@ -60,8 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--n-levels", type=int, default=None, help="2x up/down-sampling levels (default 3)")
     t.add_argument("--final-kernel", type=int, default=None,
                    help="kernel of the generator's last convolution (default 7, as the paper; 3 is ~3x faster)")
-    t.add_argument("--no-augment", dest="augment", action="store_false", help="no random flips")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    add_switch_arguments(t)
     t.set_defaults(func=run_train)
 
     s = subparsers.add_parser(
@@ -72,9 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--n", type=int, required=True, help="number of masks")
     s.add_argument("--volume-ml", type=float, default=None,
                    help="requested lesion volume in ml (default: sizes drawn from the training lesions)")
-    s.add_argument("-o", "--output", required=True, help="output folder")
-    s.add_argument("--checkpoint", default=None, help="checkpoint file (default: the fold's maskgan checkpoint)")
-    s.add_argument("--seed", type=int, default=0)
+    _sample_outputs(s)
     s.set_defaults(func=run_sample)
 
     r = subparsers.add_parser(
@@ -83,9 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "brain and per tissue class (labelmapsTr), occupancy maps, and how well requested volumes are met.")
     _common(r)
     r.add_argument("--n", type=int, default=200, help="number of generated masks (default 200)")
-    r.add_argument("-o", "--output", required=True, help="output folder")
-    r.add_argument("--checkpoint", default=None, help="checkpoint file (default: the fold's maskgan checkpoint)")
-    r.add_argument("--seed", type=int, default=0)
+    _sample_outputs(r)
     r.set_defaults(func=run_report)
 
 
@@ -98,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
                                ("n_levels", args.n_levels), ("final_kernel", args.final_kernel))
              if v is not None}
     opts = TrainOptions(dataset_id=args.dataset_id, fold=args.fold, steps=args.steps,
-                        device=args.device or _default_device(), resume=args.resume, plans=args.plans,
+                        device=args.device or default_device(), resume=args.resume, plans=args.plans,
                         configuration=args.configuration, batch_size=args.batch_size, n_critic=args.n_critic,
                         lr=args.lr, volume_weight=args.volume_weight, save_every=args.save_every,
                         seed=args.seed, augment=args.augment, cluster_mm=args.cluster_mm, box=args.box,
@@ -123,7 +114,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise NNSynthError("--n must be >= 1")
     fp = dataset_fingerprint(args.dataset_id, args.plans, args.configuration)
     path = Path(args.checkpoint) if args.checkpoint else find_checkpoint(args.dataset_id, "maskgan", args.fold)
-    sampler = MaskSampler.from_checkpoint(path, fp, args.device or _default_device())
+    sampler = MaskSampler.from_checkpoint(path, fp, args.device or default_device())
     masks, requested, _ = sampler.sample_with_volumes(args.n, args.volume_ml, seed=args.seed)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +145,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(args.dataset_id, args.n, Path(args.output), fold=args.fold,
                           checkpoint=Path(args.checkpoint) if args.checkpoint else None, plans=args.plans,
                           configuration=args.configuration, seed=args.seed,
-                          device=args.device or _default_device())
+                          device=args.device or default_device())
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
     return 0

@@ -21,11 +21,12 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
     return path
@@ -50,7 +51,7 @@ def plot_losses(history: Mapping[str, Sequence[float]], path: Path, title: str =
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mask_mosaic(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]], path: Path,
@@ -72,7 +73,7 @@ def plot_mask_mosaic(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[st
         axes[r, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_occupancy(maps: Mapping[str, np.ndarray], path: Path, title: str = "") -> Path:
@@ -91,4 +92,4 @@ def plot_occupancy(maps: Mapping[str, np.ndarray], path: Path, title: str = "") 
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

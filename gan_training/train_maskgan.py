@@ -14,17 +14,15 @@ uninterrupted run bit for bit (same weights, optimizer moments, step and RNG). O
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from gan_training import ddp
+from gan_training.adversarial import AdversarialTrainer, load_resumed, log_main, run_distributed, run_loop, run_paths
 from gan_training.maskgan_data import (
     CLUSTER_MM,
     MIN_LESION_VOXELS,
@@ -34,13 +32,7 @@ from gan_training.maskgan_data import (
     load_lesion_records,
 )
 from gan_training.plots import plot_losses, plot_mask_mosaic
-from nnunet_synth.checkpoint import (
-    GeneratorCheckpoint,
-    checkpoint_path,
-    config_to_dict,
-    load_checkpoint,
-    save_checkpoint,
-)
+from nnunet_synth.checkpoint import GeneratorCheckpoint
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import DEFAULT_CONFIGURATION, DEFAULT_PLANS, open_preprocessed
 from nnunet_synth.lesion_sampling import log_volume_stats
@@ -88,11 +80,6 @@ class TrainResult:
     rank_divergence: float
 
 
-def _log(ctx: ddp.DistContext, msg: str) -> None:
-    if ctx.is_main:
-        print(msg, flush=True)
-
-
 def build_config(opts: TrainOptions, data: MaskTrainingSet, spacing: tuple[float, ...]) -> MaskGANConfig:
     mean, std = log_volume_stats(data.volumes_ml.numpy())
     try:
@@ -102,23 +89,22 @@ def build_config(opts: TrainOptions, data: MaskTrainingSet, spacing: tuple[float
         raise NNSynthError(f"invalid mask-GAN settings: {exc}") from exc
 
 
-class MaskGANTrainer:
+class MaskGANTrainer(AdversarialTrainer):
     """State of one run: models, optimizers, RNG, history; ``step()`` does one generator update."""
+
+    history_keys = HISTORY_KEYS
+    resumed_options = RESUMED_OPTIONS
+    adversary_key = "critic"
+    generator: MaskGenerator
 
     def __init__(self, opts: TrainOptions, config: MaskGANConfig, data: MaskTrainingSet,
                  ctx: ddp.DistContext) -> None:
-        self.opts, self.config, self.data, self.ctx = opts, config, data, ctx
-        torch.manual_seed(opts.seed)  # identical initial weights on every rank (and broadcast anyway)
-        self.generator = MaskGenerator(config).to(ctx.device)
-        self.critic = MaskCritic(config).to(ctx.device)
-        ddp.broadcast_module(self.generator, ctx)
-        ddp.broadcast_module(self.critic, ctx)
-        betas = (opts.beta1, opts.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opts.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=opts.lr, betas=betas)
-        self.rng = torch.Generator().manual_seed(opts.seed + 7919 * ctx.rank)
-        self.step_count = 0
-        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        self.config, self.data = config, data
+        super().__init__(opts, ctx, lambda: MaskGenerator(config), lambda: MaskCritic(config))
+
+    @property
+    def critic(self) -> MaskCritic:
+        return self.adversary
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         real, vol = self.data.batch(self.opts.batch_size, self.rng, self.opts.augment)
@@ -138,10 +124,7 @@ class MaskGANTrainer:
             d_real, d_fake = D(real, cond).mean(), D(fake, cond).mean()
             gp = gradient_penalty(D, real, fake, cond, self.rng)
             loss_d = d_fake - d_real + o.gp_weight * gp
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            ddp.average_gradients(D, self.ctx)
-            self.opt_d.step()
+            self.update(self.opt_d, loss_d, D)
         for p in D.parameters():
             p.requires_grad_(False)
         _, vol, z = self._batch()
@@ -151,49 +134,13 @@ class MaskGANTrainer:
         # log(V + one voxel): an empty mask is a large but finite error
         vol_err = (torch.log(binarized_volume_ml(fake, cfg) + cfg.voxel_ml) - torch.log(vol)).abs().mean()
         loss_g = adv + o.volume_weight * vol_err
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        ddp.average_gradients(G, self.ctx)
-        self.opt_g.step()
+        self.update(self.opt_g, loss_g, G)
         self.step_count += 1
-        logged = torch.stack([loss_d.detach(), loss_g.detach(), (d_real - d_fake).detach(), gp.detach(),
-                              vol_err.detach()]).cpu()
-        logged = ddp.mean_across_ranks(logged, self.ctx)
-        self.history["step"].append(float(self.step_count))
-        for key, value in zip(HISTORY_KEYS[1:], logged.tolist()):
-            self.history[key].append(float(value))
+        self.record(torch.stack([loss_d.detach(), loss_g.detach(), (d_real - d_fake).detach(), gp.detach(),
+                                 vol_err.detach()]).cpu())
 
-    # ---- checkpoint state -------------------------------------------------------------------------
     def checkpoint(self, fingerprint: dict[str, Any], extra: dict[str, Any]) -> GeneratorCheckpoint:
-        rng_states = ddp.gather_tensors(self.rng.get_state(), self.ctx)
-        options = {k: v for k, v in dataclasses.asdict(self.opts).items() if k in RESUMED_OPTIONS}
-        return GeneratorCheckpoint(
-            kind="maskgan", config=config_to_dict(self.config),
-            state_dicts={"generator": _cpu_state(self.generator), "critic": _cpu_state(self.critic)},
-            fingerprint=fingerprint, step=self.step_count,
-            optimizer_states={"generator": self.opt_g.state_dict(), "critic": self.opt_d.state_dict()},
-            extra={**extra, "history": {k: list(v) for k, v in self.history.items()},
-                   "rng_states": rng_states, "world_size": self.ctx.world_size, "train_options": options})
-
-    def restore(self, ckpt: GeneratorCheckpoint) -> None:
-        self.generator.load_state_dict(ckpt.state_dicts["generator"])
-        self.critic.load_state_dict(ckpt.state_dicts["critic"])
-        self.opt_g.load_state_dict(ckpt.optimizer_states["generator"])
-        self.opt_d.load_state_dict(ckpt.optimizer_states["critic"])
-        self.step_count = ckpt.step
-        self.history = {k: list(ckpt.extra["history"].get(k, [])) for k in HISTORY_KEYS}
-        states = ckpt.extra.get("rng_states", [])
-        if len(states) == self.ctx.world_size:
-            self.rng.set_state(states[self.ctx.rank].to(torch.uint8))
-        else:
-            _log(self.ctx, f"note: checkpoint was written by {len(states)} rank(s), this run has "
-                           f"{self.ctx.world_size}; random streams are re-seeded (weights and optimizer "
-                           "state resume exactly)")
-            self.rng.manual_seed(self.opts.seed + 7919 * self.ctx.rank + 104729 * self.step_count)
-
-
-def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        return self.snapshot("maskgan", self.config, fingerprint, extra)
 
 
 def _mosaic(trainer: MaskGANTrainer, path: Path, fold: str) -> None:
@@ -220,30 +167,15 @@ def _mosaic(trainer: MaskGANTrainer, path: Path, fold: str) -> None:
 
 def train_maskgan(opts: TrainOptions) -> TrainResult:
     """Train (or continue) the mask GAN of ``opts.dataset_id`` / ``opts.fold``; returns the final state."""
-    ctx = ddp.init_distributed(opts.device)
-    try:
-        return _train(opts, ctx)
-    finally:
-        ddp.shutdown(ctx)
+    return run_distributed(_train, opts)
 
 
 def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
     fold = str(opts.fold)
     pre = open_preprocessed(opts.dataset_id, opts.plans, opts.configuration)
     fingerprint = pre.fingerprint
-    final_path = checkpoint_path(opts.dataset_id, "maskgan", fold)
-    latest_path = checkpoint_path(opts.dataset_id, "maskgan", fold, latest=True)
-    plots_dir = final_path.parent / f"maskgan_fold{fold}_plots"
-
-    resumed = None
-    if opts.resume:
-        if not latest_path.is_file():
-            raise NNSynthError(f"--continue: no checkpoint {latest_path} to continue from")
-        resumed = load_checkpoint(latest_path, kind="maskgan", fingerprint=fingerprint)
-        stored = resumed.extra.get("train_options", {})
-        opts = dataclasses.replace(opts, **{k: stored[k] for k in RESUMED_OPTIONS if k in stored})
-        if resumed.step >= opts.steps:
-            raise NNSynthError(f"{latest_path} is already at step {resumed.step}; ask for more --steps")
+    final_path, latest_path, plots_dir = run_paths(opts.dataset_id, "maskgan", fold)
+    resumed, opts = load_resumed(opts, latest_path, "maskgan", fingerprint, RESUMED_OPTIONS)
 
     train_ids, val_ids = fold_case_ids(pre, fold)
     records = load_lesion_records(pre, train_ids, opts.cluster_mm)
@@ -257,15 +189,15 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
     data = MaskTrainingSet(records, box, fingerprint.voxel_volume_ml, opts.min_voxels)
     config = resumed.build_config(MaskGANConfig) if resumed is not None else \
         build_config(opts, data, pre.spacing)
-    _log(ctx, f"mask GAN {pre.name} fold {fold}: {len(data)} lesions from {len(data.lesions_per_case)} of "
-              f"{len(train_ids)} training cases ({len(val_ids)} validation cases unused, {data.skipped} lesions "
-              f"< {opts.min_voxels} voxels skipped); box {config.box_shape} at {config.spacing} mm keeps "
-              f"{100 * data.coverage:.1f}% of lesion voxels; {ctx.world_size} rank(s) on {ctx.device}")
+    log_main(ctx, f"mask GAN {pre.name} fold {fold}: {len(data)} lesions from {len(data.lesions_per_case)} of "
+                  f"{len(train_ids)} training cases ({len(val_ids)} validation cases unused, {data.skipped} lesions "
+                  f"< {opts.min_voxels} voxels skipped); box {config.box_shape} at {config.spacing} mm keeps "
+                  f"{100 * data.coverage:.1f}% of lesion voxels; {ctx.world_size} rank(s) on {ctx.device}")
 
     trainer = MaskGANTrainer(opts, config, data, ctx)
     if resumed is not None:
         trainer.restore(resumed)
-        _log(ctx, f"continuing from {latest_path} at step {trainer.step_count}")
+        log_main(ctx, f"continuing from {latest_path} at step {trainer.step_count}")
     extra = {
         "fold": fold,
         "train_case_ids": [r.case_id for r in data.records],
@@ -276,32 +208,13 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
         "cluster_mm": float(opts.cluster_mm),
     }
 
-    def save(path_list: list[Path]) -> float:
-        ckpt = trainer.checkpoint(fingerprint.to_dict(), extra)  # collective: every rank
-        divergence = ddp.max_weight_divergence(trainer.generator, ctx)
-        if ctx.is_main:
-            for p in path_list:
-                save_checkpoint(p, ckpt)
-            plot_losses(trainer.history, plots_dir / "loss.png", f"mask GAN {pre.name} fold {fold}")
-            _mosaic(trainer, plots_dir / f"samples_step{trainer.step_count:06d}.png", fold)
-        ddp.barrier(ctx)
-        return divergence
+    def plot() -> None:
+        plot_losses(trainer.history, plots_dir / "loss.png", f"mask GAN {pre.name} fold {fold}")
+        _mosaic(trainer, plots_dir / f"samples_step{trainer.step_count:06d}.png", fold)
 
-    bar = tqdm(total=opts.steps, initial=trainer.step_count, desc="mask GAN", unit="step",
-               disable=not (ctx.is_main and opts.progress), file=sys.stderr, dynamic_ncols=True)
-    divergence = 0.0
-    while trainer.step_count < opts.steps:
-        trainer.step()
-        bar.update(1)
-        if trainer.step_count % 10 == 0 or trainer.step_count == opts.steps:
-            h = trainer.history
-            bar.set_postfix(W=f"{h['wasserstein'][-1]:.3g}", vol=f"{h['volume_log_error'][-1]:.3g}")
-        if trainer.step_count < opts.steps and trainer.step_count % max(1, opts.save_every) == 0:
-            divergence = save([latest_path])
-    bar.close()
-    divergence = max(divergence, save([latest_path, final_path]))
-    if divergence > 0:
-        _log(ctx, f"warning: ranks diverged (max |dw| = {divergence:.3g})")
-    _log(ctx, f"wrote {final_path} (step {trainer.step_count}); plots in {plots_dir}")
+    divergence = run_loop(
+        trainer, desc="mask GAN", fingerprint=fingerprint, extra=extra, latest_path=latest_path,
+        final_path=final_path, plots_dir=plots_dir, plot=plot,
+        postfix=lambda h: {"W": f"{h['wasserstein'][-1]:.3g}", "vol": f"{h['volume_log_error'][-1]:.3g}"})
     return TrainResult(final_path if ctx.is_main else None, trainer.step_count, trainer.generator,
                        trainer.critic, trainer.history, divergence)

@@ -14,8 +14,6 @@ across ranks each step (``gan_training.ddp``) and only rank 0 writes.
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from gan_training import ddp
+from gan_training.adversarial import AdversarialTrainer, load_resumed, log_main, run_distributed, run_loop, run_paths
 from gan_training.maskgan_data import fold_case_ids
 from gan_training.plots import plot_losses
 from gan_training.translator_data import TranslatorCase, TranslatorTrainingSet, anatomy_classes, fit_space, load_cases
 from gan_training.translator_report import plot_translations
-from nnunet_synth.checkpoint import (
-    GeneratorCheckpoint,
-    checkpoint_path,
-    config_to_dict,
-    load_checkpoint,
-    save_checkpoint,
-)
+from nnunet_synth.checkpoint import GeneratorCheckpoint
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import DEFAULT_CONFIGURATION, DEFAULT_PLANS, open_preprocessed
 from nnunet_synth.models.discriminators import MultiScaleDiscriminator
@@ -91,11 +83,6 @@ class TrainResult:
     rank_divergence: float
 
 
-def _log(ctx: ddp.DistContext, msg: str) -> None:
-    if ctx.is_main:
-        print(msg, flush=True)
-
-
 def build_config(opts: TrainOptions, space: TranslatorSpace) -> Any:
     config_cls, _ = translator_classes(opts.arch)
     try:
@@ -142,25 +129,24 @@ def feature_matching(real: list[list[torch.Tensor]], fake: list[list[torch.Tenso
     return torch.stack(terms).mean()
 
 
-class TranslatorTrainer:
+class TranslatorTrainer(AdversarialTrainer):
     """State of one run: models, optimizers, RNG, history; ``step()`` does one D and one G update."""
+
+    history_keys = HISTORY_KEYS
+    resumed_options = RESUMED_OPTIONS
+    adversary_key = "discriminator"
 
     def __init__(self, opts: TrainOptions, config: Any, space: TranslatorSpace, data: TranslatorTrainingSet,
                  ctx: ddp.DistContext) -> None:
-        self.opts, self.config, self.space, self.data, self.ctx = opts, config, space, data, ctx
+        self.config, self.space, self.data = config, space, data
         self.kind = opts.arch
         _, gen_cls = translator_classes(self.kind)
-        torch.manual_seed(opts.seed)  # identical initial weights on every rank (and broadcast anyway)
-        self.generator = gen_cls(config).to(ctx.device)
-        self.discriminator = MultiScaleDiscriminator(config.discriminator()).to(ctx.device)
-        ddp.broadcast_module(self.generator, ctx)
-        ddp.broadcast_module(self.discriminator, ctx)
-        betas = (opts.beta1, opts.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=opts.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=opts.lr, betas=betas)
-        self.rng = torch.Generator().manual_seed(opts.seed + 7919 * ctx.rank)
-        self.step_count = 0
-        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        super().__init__(opts, ctx, lambda: gen_cls(config),
+                         lambda: MultiScaleDiscriminator(config.discriminator()))
+
+    @property
+    def discriminator(self) -> MultiScaleDiscriminator:
+        return self.adversary
 
     def d_noise_std(self) -> float:
         o = self.opts
@@ -188,10 +174,7 @@ class TranslatorTrainer:
         d_real = D(label, self._noisy(real, std, n_real))
         d_fake = D(label, self._noisy(fake.detach(), std, n_fake))
         loss_d = adversarial_d_loss(self.kind, d_real, d_fake)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        ddp.average_gradients(D, self.ctx)
-        self.opt_d.step()
+        self.update(self.opt_d, loss_d, D)
 
         for p in D.parameters():
             p.requires_grad_(False)
@@ -200,54 +183,17 @@ class TranslatorTrainer:
         l1 = F.l1_loss(fake, real)
         fm = feature_matching(d_real, g_fake) if o.fm_weight > 0 else torch.zeros((), device=dev)
         loss_g = adv + o.l1_weight * l1 + o.fm_weight * fm
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        ddp.average_gradients(G, self.ctx)
-        self.opt_g.step()
+        self.update(self.opt_g, loss_g, G)
         for p in D.parameters():
             p.requires_grad_(True)
 
         self.step_count += 1
         scores_real = torch.stack([r[-1].mean() for r in d_real]).mean()
         scores_fake = torch.stack([f[-1].mean() for f in d_fake]).mean()
-        logged = torch.stack([loss_d, loss_g, adv, l1, fm, scores_real, scores_fake]).detach().cpu()
-        logged = ddp.mean_across_ranks(logged, self.ctx)
-        self.history["step"].append(float(self.step_count))
-        for key, value in zip(HISTORY_KEYS[1:], logged.tolist()):
-            self.history[key].append(float(value))
+        self.record(torch.stack([loss_d, loss_g, adv, l1, fm, scores_real, scores_fake]).detach().cpu())
 
-    # ---- checkpoint state -------------------------------------------------------------------------
     def checkpoint(self, fingerprint: dict[str, Any], extra: dict[str, Any]) -> GeneratorCheckpoint:
-        rng_states = ddp.gather_tensors(self.rng.get_state(), self.ctx)
-        options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.opts).items()
-                   if k in RESUMED_OPTIONS}
-        return GeneratorCheckpoint(
-            kind=self.kind, config=config_to_dict(self.config),
-            state_dicts={"generator": _cpu_state(self.generator), "discriminator": _cpu_state(self.discriminator)},
-            fingerprint=fingerprint, step=self.step_count,
-            optimizer_states={"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
-            extra={**extra, "space": self.space.to_dict(), "history": {k: list(v) for k, v in self.history.items()},
-                   "rng_states": rng_states, "world_size": self.ctx.world_size, "train_options": options})
-
-    def restore(self, ckpt: GeneratorCheckpoint) -> None:
-        self.generator.load_state_dict(ckpt.state_dicts["generator"])
-        self.discriminator.load_state_dict(ckpt.state_dicts["discriminator"])
-        self.opt_g.load_state_dict(ckpt.optimizer_states["generator"])
-        self.opt_d.load_state_dict(ckpt.optimizer_states["discriminator"])
-        self.step_count = ckpt.step
-        self.history = {k: list(ckpt.extra["history"].get(k, [])) for k in HISTORY_KEYS}
-        states = ckpt.extra.get("rng_states", [])
-        if len(states) == self.ctx.world_size:
-            self.rng.set_state(states[self.ctx.rank].to(torch.uint8))
-        else:
-            _log(self.ctx, f"note: checkpoint was written by {len(states)} rank(s), this run has "
-                           f"{self.ctx.world_size}; random streams are re-seeded (weights and optimizer "
-                           "state resume exactly)")
-            self.rng.manual_seed(self.opts.seed + 7919 * self.ctx.rank + 104729 * self.step_count)
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        return self.snapshot(self.kind, self.config, fingerprint, {**extra, "space": self.space.to_dict()})
 
 
 def mosaic_cases(cases: list[TranslatorCase], n: int = 2) -> list[TranslatorCase]:
@@ -270,30 +216,15 @@ def _mosaic(trainer: TranslatorTrainer, cases: list[TranslatorCase], path: Path,
 
 def train_translator(opts: TrainOptions) -> TrainResult:
     """Train (or continue) the ``opts.arch`` translator of ``opts.dataset_id`` / ``opts.fold``."""
-    ctx = ddp.init_distributed(opts.device)
-    try:
-        return _train(opts, ctx)
-    finally:
-        ddp.shutdown(ctx)
+    return run_distributed(_train, opts)
 
 
 def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
     fold, kind = str(opts.fold), opts.arch
     pre = open_preprocessed(opts.dataset_id, opts.plans, opts.configuration)
     fingerprint = pre.fingerprint
-    final_path = checkpoint_path(opts.dataset_id, kind, fold)
-    latest_path = checkpoint_path(opts.dataset_id, kind, fold, latest=True)
-    plots_dir = final_path.parent / f"{kind}_fold{fold}_plots"
-
-    resumed = None
-    if opts.resume:
-        if not latest_path.is_file():
-            raise NNSynthError(f"--continue: no checkpoint {latest_path} to continue from")
-        resumed = load_checkpoint(latest_path, kind=kind, fingerprint=fingerprint)
-        stored = resumed.extra.get("train_options", {})
-        opts = dataclasses.replace(opts, **{k: stored[k] for k in RESUMED_OPTIONS if k in stored})
-        if resumed.step >= opts.steps:
-            raise NNSynthError(f"{latest_path} is already at step {resumed.step}; ask for more --steps")
+    final_path, latest_path, plots_dir = run_paths(opts.dataset_id, kind, fold)
+    resumed, opts = load_resumed(opts, latest_path, kind, fingerprint, RESUMED_OPTIONS)
 
     train_ids, val_ids = fold_case_ids(pre, fold)
     if ctx.is_main:  # rank 0 fills the label-map cache, the others then read it
@@ -309,49 +240,29 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
         config = build_config(opts, space)
     check_crop(opts.crop, config)
     data = TranslatorTrainingSet(cases, space, opts.crop, opts.lesion_fraction)
-    _log(ctx, f"{kind} translator {pre.name} fold {fold}: {len(cases)} training cases "
-              f"({len(data.lesion_cases)} with lesions; {len(val_ids)} validation cases unused), crops "
-              f"{'x'.join(map(str, opts.crop))}, {space.label_channels} label channels -> {space.num_channels} "
-              f"image channels; {ctx.world_size} rank(s) on {ctx.device}")
+    log_main(ctx, f"{kind} translator {pre.name} fold {fold}: {len(cases)} training cases "
+                  f"({len(data.lesion_cases)} with lesions; {len(val_ids)} validation cases unused), crops "
+                  f"{'x'.join(map(str, opts.crop))}, {space.label_channels} label channels -> {space.num_channels} "
+                  f"image channels; {ctx.world_size} rank(s) on {ctx.device}")
 
     trainer = TranslatorTrainer(opts, config, space, data, ctx)
     if resumed is not None:
         trainer.restore(resumed)
-        _log(ctx, f"continuing from {latest_path} at step {trainer.step_count}")
+        log_main(ctx, f"continuing from {latest_path} at step {trainer.step_count}")
     n_gen = sum(p.numel() for p in trainer.generator.parameters())
     n_disc = sum(p.numel() for p in trainer.discriminator.parameters())
-    _log(ctx, f"generator {n_gen / 1e6:.2f} M parameters, discriminator {n_disc / 1e6:.2f} M")
+    log_main(ctx, f"generator {n_gen / 1e6:.2f} M parameters, discriminator {n_disc / 1e6:.2f} M")
     extra = {"fold": fold, "train_case_ids": [c.case_id for c in cases]}
     shown = mosaic_cases(cases)
 
-    def save(path_list: list[Path]) -> float:
-        ckpt = trainer.checkpoint(fingerprint.to_dict(), extra)  # collective: every rank
-        divergence = ddp.max_weight_divergence(trainer.generator, ctx)
-        if ctx.is_main:
-            for p in path_list:
-                save_checkpoint(p, ckpt)
-            shown_history = {k: v for k, v in trainer.history.items() if k != "feature_matching" or opts.fm_weight > 0}
-            plot_losses(shown_history, plots_dir / "loss.png", f"{kind} {pre.name} fold {fold}")
-            _mosaic(trainer, shown, plots_dir / f"samples_step{trainer.step_count:06d}.png",
-                    f"{kind} fold {fold}, step {trainer.step_count} (training cases, full volume)")
-        ddp.barrier(ctx)
-        return divergence
+    def plot() -> None:
+        shown_history = {k: v for k, v in trainer.history.items() if k != "feature_matching" or opts.fm_weight > 0}
+        plot_losses(shown_history, plots_dir / "loss.png", f"{kind} {pre.name} fold {fold}")
+        _mosaic(trainer, shown, plots_dir / f"samples_step{trainer.step_count:06d}.png",
+                f"{kind} fold {fold}, step {trainer.step_count} (training cases, full volume)")
 
-    bar = tqdm(total=opts.steps, initial=trainer.step_count, desc=kind, unit="step",
-               disable=not (ctx.is_main and opts.progress), file=sys.stderr, dynamic_ncols=True)
-    divergence = 0.0
-    while trainer.step_count < opts.steps:
-        trainer.step()
-        bar.update(1)
-        if trainer.step_count % 10 == 0 or trainer.step_count == opts.steps:
-            h = trainer.history
-            bar.set_postfix(D=f"{h['d_loss'][-1]:.3g}", L1=f"{h['l1'][-1]:.3g}")
-        if trainer.step_count < opts.steps and trainer.step_count % max(1, opts.save_every) == 0:
-            divergence = save([latest_path])
-    bar.close()
-    divergence = max(divergence, save([latest_path, final_path]))
-    if divergence > 0:
-        _log(ctx, f"warning: ranks diverged (max |dw| = {divergence:.3g})")
-    _log(ctx, f"wrote {final_path} (step {trainer.step_count}); plots in {plots_dir}")
+    divergence = run_loop(
+        trainer, desc=kind, fingerprint=fingerprint, extra=extra, latest_path=latest_path, final_path=final_path,
+        plots_dir=plots_dir, plot=plot, postfix=lambda h: {"D": f"{h['d_loss'][-1]:.3g}", "L1": f"{h['l1'][-1]:.3g}"})
     return TrainResult(final_path if ctx.is_main else None, trainer.step_count, trainer.generator,
                        trainer.discriminator, trainer.history, divergence)

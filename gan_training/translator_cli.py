@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import argparse
 
+from gan_training.cli_args import (
+    add_dataset_arguments,
+    add_save_arguments,
+    add_steps_arguments,
+    add_switch_arguments,
+    default_device,
+    voxel_shape,
+)
 from nnunet_synth.errors import NNSynthError
 
 
 def _shape(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) < 4:
-        raise argparse.ArgumentTypeError("crop must be N or X,Y,Z voxels (each >= 4)")
-    return tuple(parts)
+    return voxel_shape(text, "crop")
 
 
 def _filters(text: str) -> tuple[int, ...]:
@@ -29,18 +32,8 @@ def _filters(text: str) -> tuple[int, ...]:
     return parts
 
 
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id")
-    p.add_argument("--fold", default="0", help="cross-validation fold of splits_final.json (default 0)")
-    p.add_argument("--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    p.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    add_dataset_arguments(p, "cross-validation fold of splits_final.json (default 0)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -54,9 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under torchrun --nproc_per_node N.")
     _common(t)
     t.add_argument("--arch", choices=("pix2pix", "spade"), required=True, help="translator architecture")
-    t.add_argument("--steps", type=int, default=5000, help="total training steps to reach (default 5000)")
-    t.add_argument("--continue", dest="resume", action="store_true",
-                   help="resume exactly from <arch>_fold<F>_latest.pt (optimization settings come from it)")
+    add_steps_arguments(t, 5000, "training", "<arch>_fold<F>_latest.pt")
     t.add_argument("--crop", type=_shape, default=(64, 64, 64),
                    help="training crop in voxels, N or X,Y,Z (default 64; a multiple of 2**levels)")
     t.add_argument("--batch-size", type=int, default=1, help="crops per rank and step (default 1, as the paper)")
@@ -69,8 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--d-noise-steps", type=int, default=1000, help="steps over which --d-noise anneals (default 1000)")
     t.add_argument("--lesion-fraction", type=float, default=0.33,
                    help="share of crops centred on a lesion voxel (default 0.33)")
-    t.add_argument("--save-every", type=int, default=250, help="checkpoint + PNGs every N steps (default 250)")
-    t.add_argument("--seed", type=int, default=0)
+    add_save_arguments(t)
     t.add_argument("--filters", type=int, default=None, help="generator filters at full resolution (default 32)")
     t.add_argument("--max-filters", type=int, default=None, help="generator filter cap (default 256)")
     t.add_argument("--levels", type=int, default=None, help="generator 2x down/up-sampling levels (default 4)")
@@ -81,8 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="SPADE: channels of the label embedding in each SPADE layer (default 32)")
     t.add_argument("--upsampling", choices=("transpose", "trilinear"), default=None,
                    help="pix2pix: decoder up-sampling (default transpose, as pix2pix)")
-    t.add_argument("--no-augment", dest="augment", action="store_false", help="no random flips")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    add_switch_arguments(t)
     t.set_defaults(func=run_train)
 
     r = subparsers.add_parser(
@@ -120,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise NNSynthError("--upsampling applies to --arch pix2pix only")
     model = {k: v for k, v in names if v is not None}
     opts = TrainOptions(dataset_id=args.dataset_id, arch=args.arch, fold=args.fold, steps=args.steps,
-                        device=args.device or _default_device(), resume=args.resume, plans=args.plans,
+                        device=args.device or default_device(), resume=args.resume, plans=args.plans,
                         configuration=args.configuration, crop=args.crop, batch_size=args.batch_size, lr=args.lr,
                         l1_weight=args.l1_weight, fm_weight=args.fm_weight, d_noise=args.d_noise,
                         d_noise_steps=args.d_noise_steps, lesion_fraction=args.lesion_fraction,
@@ -138,6 +127,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(args.dataset_id, Path(args.output),
                           [Path(p) for p in args.checkpoint] if args.checkpoint else None, fold=args.fold,
                           plans=args.plans, configuration=args.configuration, seed=args.seed,
-                          device=args.device or _default_device(), max_cases=args.max_cases, include_gmm=args.gmm)
+                          device=args.device or default_device(), max_cases=args.max_cases, include_gmm=args.gmm)
     print(f"wrote {report['files']['markdown']}, {report['files']['json']} and {report['files']['figure']}")
     return 0

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
+from gan_training.plots import save_figure  # noqa: E402
 from nnunet_synth.errors import NNSynthError  # noqa: E402
 
 SSIM_WINDOW = 7
@@ -87,12 +88,7 @@ def plot_translations(rows: Sequence[tuple[str, np.ndarray, dict[str, np.ndarray
             ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
