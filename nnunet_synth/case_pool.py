@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)   # slots are removed by identity: cases hold numpy arrays
 class _Slot:
     case: object
     uses: int = 0

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--real-cases", type=int, default=10, help="real training cases in the data-scarce split")
     p.add_argument("--val-cases", type=int, default=5, help="real validation cases (nnU-Net's own validation)")
     p.add_argument("--arms", nargs="+", choices=sorted(ARM_TRAINERS), default=["real", "synth"])
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--iterations", type=int, default=25, help="training iterations per epoch")
     p.add_argument("--val-iterations", type=int, default=3)
     p.add_argument("--patch", type=int, default=48, help="cubic patch size of the shrunk plans")

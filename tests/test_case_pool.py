@@ -76,3 +76,14 @@ def test_fixed_seed_without_threads_is_reproducible():
     b = CasePool(lambda rng: float(rng.random()), size=1, max_uses=1, seed=5)
     assert b.get() == first
     b.close()
+
+
+def test_cases_holding_arrays_of_different_shapes_are_retired():
+    """Cases are numpy volumes of varying shape; retiring one must not compare arrays."""
+    pool = CasePool(lambda rng: np.zeros((2, int(rng.integers(3, 9)), 4)), size=3, max_uses=1, seed=2)
+    shapes = set()
+    for _ in range(30):
+        shapes.add(pool.get().shape)
+        time.sleep(0.002)
+    pool.close()
+    assert len(shapes) > 1 and pool.stats()["served"] == 30
