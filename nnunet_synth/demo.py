@@ -127,6 +127,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     total = time.perf_counter() - start
     report = {"results": results, "real_training_cases": train, "validation_cases": val,
+              "trainer_path": trainer_path, "plans": PLANS_NAME,
               "budget": {"epochs": args.epochs, "iterations": args.iterations, "patch": args.patch},
               "cohort": {"subjects": args.subjects, "spacing_mm": args.spacing},
               "timings_seconds": {k: round(v, 1) for k, v in pipe.timings}, "total_seconds": round(total, 1)}

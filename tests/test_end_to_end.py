@@ -7,8 +7,10 @@ driven by `nnsynth demo` with a tiny budget, then `nnsynth evaluate` on the pred
 
 import json
 import math
+import os
 
 import pytest
+from conftest import run_nnunet
 
 from nnunet_synth.cli import main
 
@@ -46,3 +48,13 @@ def test_demo_pipeline_runs_every_real_command(tmp_path, monkeypatch):
     metrics = json.loads(metrics_file.read_text())
     assert metrics["n_cases"] == len(test_cases)
     assert all(math.isfinite(v) for v in metrics["mean"].values())
+
+    # nnU-Net's --c continues a synth run from its checkpoint (the engine is rebuilt, the epoch count goes on)
+    env = {**os.environ, "nnUNet_raw": str(out / "nnUNet_raw"), "nnUNet_preprocessed": str(out / "nnUNet_preprocessed"),
+           "nnUNet_results": str(out / "nnUNet_results"), "nnUNet_extTrainer": str(report["trainer_path"]),
+           "NNSYNTH_EPOCHS": "3", "NNSYNTH_ITERATIONS": "2", "NNSYNTH_VAL_ITERATIONS": "1",
+           "NNSYNTH_FINAL_VALIDATION": "0"}
+    run_nnunet(["nnUNetv2_train", "990", "3d_fullres", "0", "-tr", "nnUNetTrainerSynth", "-p", "nnsynthCPU",
+                "-device", "cpu", "--c"], env)
+    log = "".join(p.read_text() for p in synth_fold.glob("training_log_*.txt"))
+    assert "Epoch 2" in log and log.count("synthesis engine ready") == 2
