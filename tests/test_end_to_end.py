@@ -32,6 +32,7 @@ def test_demo_pipeline_runs_every_real_command(tmp_path, monkeypatch):
     assert test_cases
     for arm, result in report["results"].items():
         assert math.isfinite(result["test_dice"]) and 0.0 <= result["test_dice"] <= 1.0
+        assert 0.0 <= result["stroke_metrics"]["dice"] <= 1.0 and 0.0 <= result["stroke_metrics"]["lesion_f1"] <= 1.0
         pred = out / f"predictions_{arm}"
         assert sorted(p.name for p in pred.glob("*.nii.gz")) == test_cases
         summary = json.loads((pred / "summary.json").read_text())

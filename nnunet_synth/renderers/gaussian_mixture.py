@@ -16,12 +16,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+# texture statistics: high-pass residual (image minus its Gaussian smoothing of this width, in voxels),
+# measured INTERIOR_MARGIN voxels away from class boundaries when a class has enough such voxels
+HIGHPASS_SIGMA = 1.0
+INTERIOR_MARGIN = 2
+MIN_INTERIOR_VOXELS = 50
+
 
 @dataclass
 class GaussianMixtureConfig:
     """Rendering knobs (intensity statistics themselves are fitted, not configured)."""
 
-    blur_sigma: float = 0.6          # voxels; partial-volume softness of class boundaries
+    blur_sigma: float = 0.3          # voxels; boundary softness (fitted class means already hold partial volume)
     texture_sigma: float = 0.7       # voxels; spatial correlation of the texture noise
     bias_strength: float = 0.08      # relative amplitude of the multiplicative bias field
     bias_grid: int = 4               # control points per axis of the bias field
@@ -59,16 +65,24 @@ class GaussianMixtureRenderer:
             num_channels = image.shape[0]
             flat_img = image.reshape(num_channels, -1)
             flat_lab = labelmap.reshape(-1)
+            # texture = high-pass residual, so smooth variation (bias, partial volume at edges, anatomy) is not
+            # counted as voxel noise: the renderer adds its own bias field and boundary blur
+            highpass = np.stack([ch - ndimage.gaussian_filter(ch, HIGHPASS_SIGMA) for ch in image])
+            flat_hp = highpass.reshape(num_channels, -1) / _highpass_gain(labelmap.ndim)
             # -1 (outside nnU-Net's crop mask) is fitted like a class: it holds whatever the
             # normalization left there, and rendered cases must match it.
             for k in np.unique(flat_lab):
-                idx = np.flatnonzero(flat_lab == k)
+                in_class = labelmap == k
+                idx = np.flatnonzero(in_class)
+                # noise only from voxels whose smoothing neighbourhood lies inside the class (no edge response)
+                interior = np.flatnonzero(ndimage.binary_erosion(in_class, iterations=INTERIOR_MARGIN))
+                noise_idx = interior if interior.size >= MIN_INTERIOR_VOXELS else idx
                 if idx.size > max_voxels_per_class:
                     idx = rng.choice(idx, max_voxels_per_class, replace=False)
-                values = flat_img[:, idx]
-                mean = values.mean(axis=1)
-                per_class_means.setdefault(int(k), []).append(mean)
-                per_class_resid.setdefault(int(k), []).append(values - mean[:, None])
+                if noise_idx.size > max_voxels_per_class:
+                    noise_idx = rng.choice(noise_idx, max_voxels_per_class, replace=False)
+                per_class_means.setdefault(int(k), []).append(flat_img[:, idx].mean(axis=1))
+                per_class_resid.setdefault(int(k), []).append(flat_hp[:, noise_idx])
         if num_channels is None:
             raise ValueError("GaussianMixtureRenderer.fit needs at least one case")
         classes = {}
@@ -136,6 +150,14 @@ def _safe_cholesky(cov: np.ndarray) -> np.ndarray:
     cov = (cov + cov.T) / 2
     w, v = np.linalg.eigh(cov)
     return v @ np.diag(np.sqrt(np.clip(w, 0, None)))
+
+
+@functools.lru_cache(maxsize=4)
+def _highpass_gain(ndim: int) -> float:
+    """std of unit white noise after removing its Gaussian-smoothed version (so residuals can be rescaled)."""
+    probe = np.random.default_rng(0).standard_normal((32,) * ndim)
+    residual = probe - ndimage.gaussian_filter(probe, HIGHPASS_SIGMA)
+    return float(residual[(slice(4, -4),) * ndim].std())
 
 
 @functools.lru_cache(maxsize=16)
