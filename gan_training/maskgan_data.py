@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import PreprocessedDataset
-from nnunet_synth.lesion_sampling import bbox, lesion_centre, to_normalized
+from nnunet_synth.lesion_geometry import bbox, lesion_centre, to_normalized
 
 MIN_LESION_VOXELS = 20  # the seed paper trained only on masks with >= 20 lesion voxels
 CLUSTER_MM = 10.0  # lesion components closer than this form one training sample

@@ -31,7 +31,8 @@ from gan_training.maskgan_data import fold_case_ids, iter_segmentations
 from gan_training.plots import plot_mask_mosaic, plot_occupancy
 from nnunet_synth.checkpoint import find_checkpoint, load_checkpoint
 from nnunet_synth.fingerprint import DEFAULT_CONFIGURATION, DEFAULT_PLANS, PreprocessedDataset, open_preprocessed
-from nnunet_synth.lesion_sampling import MaskSampler, as_rng, bbox, relative_volume_error
+from nnunet_synth.lesion_geometry import bbox
+from nnunet_synth.lesion_sampling import MaskSampler, as_rng, relative_volume_error
 from nnunet_synth.paths import find_dataset
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -13,6 +13,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from nnunet_synth.lesion_geometry import from_normalized, lesion_centre, place_box, to_normalized
+
 
 @dataclass(frozen=True)
 class LesionComponent:
@@ -29,21 +31,13 @@ class LesionCase:
     source: str
 
 
-def brain_bbox(brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    coords = np.argwhere(brain)
-    if coords.size == 0:
-        return np.zeros(brain.ndim, int), np.array(brain.shape)
-    return coords.min(0), coords.max(0) + 1
-
-
 def extract_lesion_case(case_id: str, seg: np.ndarray, brain: np.ndarray, lesion_label: int = 1,
                         min_voxels: int = 1) -> LesionCase | None:
     """Components of the lesion in seg (spatial array); None for a lesion-free case."""
     lesion = np.asarray(seg) == lesion_label
     if not lesion.any():
         return None
-    lo, hi = brain_bbox(brain)
-    size = np.maximum(hi - lo, 1)
+    frame = brain if brain.any() else np.ones_like(brain, bool)
     labels = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26)
     components = []
     for label_id, slices in enumerate(ndimage.find_objects(labels), start=1):
@@ -52,8 +46,9 @@ def extract_lesion_case(case_id: str, seg: np.ndarray, brain: np.ndarray, lesion
         comp = labels[slices] == label_id
         if comp.sum() < min_voxels:
             continue
-        centre = np.array([(s.start + s.stop) / 2 for s in slices])
-        components.append(LesionComponent(mask=comp, rel_centre=(centre - lo) / size, source=case_id))
+        offset = np.array([s.start for s in slices])
+        rel_centre = to_normalized(lesion_centre(comp) + offset, frame)
+        components.append(LesionComponent(mask=comp, rel_centre=rel_centre, source=case_id))
     return LesionCase(tuple(components), case_id) if components else None
 
 
@@ -65,8 +60,6 @@ def place_lesion_case(lesion_case: LesionCase, allowed: np.ndarray, rng: np.rand
     `min_kept` of it would land inside allowed tissue, random allowed centres are tried.
     """
     out = np.zeros(allowed.shape, bool)
-    lo, hi = brain_bbox(allowed)
-    size = hi - lo
     candidates = np.argwhere(allowed)
     if candidates.size == 0:
         return out
@@ -79,10 +72,10 @@ def place_lesion_case(lesion_case: LesionCase, allowed: np.ndarray, rng: np.rand
         for attempt in range(tries):
             if attempt == 0:
                 rel = comp.rel_centre + rng.normal(0, jitter, comp.rel_centre.shape)
-                centre = lo + np.clip(rel, 0, 1) * size
+                centre = from_normalized(np.clip(rel, 0, 1), allowed)
             else:
                 centre = candidates[rng.integers(len(candidates))].astype(float)
-            pasted = _paste(mask, centre, allowed.shape) & allowed
+            pasted = place_box(mask, allowed.shape, centre) & allowed
             kept = pasted.sum() / max(mask.sum(), 1)
             if kept > best_kept:
                 best, best_kept = pasted, kept
@@ -90,18 +83,3 @@ def place_lesion_case(lesion_case: LesionCase, allowed: np.ndarray, rng: np.rand
                 break
         out |= best
     return out
-
-
-def _paste(mask: np.ndarray, centre: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """mask placed with its box centre at `centre` in an empty array of `shape` (clipped at edges)."""
-    canvas = np.zeros(shape, bool)
-    start = np.round(centre - np.array(mask.shape) / 2).astype(int)
-    dst, src = [], []
-    for s, m, n in zip(start, mask.shape, shape):
-        a, b = max(s, 0), min(s + m, n)
-        if a >= b:
-            return canvas
-        dst.append(slice(a, b))
-        src.append(slice(a - s, b - s))
-    canvas[tuple(dst)] = mask[tuple(src)]
-    return canvas

@@ -35,6 +35,7 @@ import torch
 from nnunet_synth.checkpoint import load_checkpoint
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import DatasetFingerprint
+from nnunet_synth.lesion_geometry import from_normalized, place_box
 from nnunet_synth.models.maskgan import MaskGANConfig, MaskGenerator
 
 SeedLike = int | np.random.Generator | None
@@ -42,30 +43,6 @@ SeedLike = int | np.random.Generator | None
 
 def as_rng(seed: SeedLike) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
-def bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Inclusive (lo, hi) voxel corners of a mask's bounding box, or None when empty."""
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
-        return None
-    return np.array([i.min() for i in idx]), np.array([i.max() for i in idx])
-
-
-def lesion_centre(mask: np.ndarray) -> np.ndarray | None:
-    """Centre of the bounding box (not of mass), the point a training box is centred on."""
-    box = bbox(mask)
-    return None if box is None else (box[0] + box[1]) / 2.0
-
-
-def to_normalized(point: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    lo, hi = bbox(brain)
-    return (np.asarray(point, float) - lo) / np.maximum(hi - lo, 1)
-
-
-def from_normalized(u: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    lo, hi = bbox(brain)
-    return lo + np.asarray(u, float) * np.maximum(hi - lo, 1)
 
 
 @dataclass
@@ -96,24 +73,6 @@ def choose_centre(brain: np.ndarray, parenchyma: np.ndarray, prior: LocationPrio
             return point
     candidates = np.argwhere(parenchyma)
     return candidates[np.argmin(((candidates - point) ** 2).sum(1))]
-
-
-def place_box(box: np.ndarray, shape: Sequence[int], centre: np.ndarray) -> np.ndarray:
-    """Full-size mask with the box lesion's own bbox centre at ``centre`` (cut at the volume border)."""
-    out = np.zeros(tuple(shape), bool)
-    own = lesion_centre(box)
-    if own is None:
-        return out
-    offset = np.rint(np.asarray(centre, float) - own).astype(int)  # box index + offset = volume index
-    src, dst = [], []
-    for o, b, s in zip(offset, box.shape, shape):
-        lo, hi = max(0, o), min(s, o + b)
-        if hi <= lo:
-            return out
-        dst.append(slice(lo, hi))
-        src.append(slice(lo - o, hi - o))
-    out[tuple(dst)] = box[tuple(src)]
-    return out
 
 
 @dataclass

@@ -12,7 +12,8 @@ import torch
 from nnunet_synth.checkpoint import GeneratorCheckpoint, config_to_dict, load_checkpoint, save_checkpoint
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import DatasetFingerprint
-from nnunet_synth.lesion_sampling import LocationPrior, MaskSampler, place_box, place_lesion
+from nnunet_synth.lesion_geometry import place_box
+from nnunet_synth.lesion_sampling import LocationPrior, MaskSampler, place_lesion
 from nnunet_synth.models.maskgan import MaskCritic, MaskGANConfig, MaskGenerator, binarized_volume_ml, gradient_penalty
 
 torch.set_num_threads(1)
