@@ -304,7 +304,10 @@ def _write_dataset_json(folder: Path, cohort: dict, dataset_name: str) -> None:
                        extra={"anatomical_labels": dict(ANATOMICAL_LABELS), "description": description,
                               "reference": f"{TEMPLATE_REFERENCE}; nnsynth demo-cohort seed="
                                            f"{cohort['seed']} spacing={spacing} mm",
-                              "numTest": cohort["num_test"]})
+                              "numTest": cohort["num_test"],
+                              # lets the embedded default generators recognise a demo cohort
+                              "nnsynth_demo_cohort": {"seed": cohort["seed"], "spacing_mm": cohort["spacing_mm"],
+                                                      "subjects": cohort["num_subjects"]}})
 
 
 def summarize(cohort: dict) -> str:

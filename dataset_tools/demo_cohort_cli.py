@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subjects", type=int, default=40, metavar="N",
                         help="number of subjects, training and test together (default: 40, at least 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--spacing", type=float, nargs="+", default=[2.0], metavar="MM",
+    parser.add_argument("--spacing", type=float, nargs="+", default=[3.0], metavar="MM",
                         help="voxel spacing in mm, one value (isotropic) or three (x y z); "
                         "default: 2. Use 4 for a tiny cohort")
     parser.add_argument("--test-fraction", type=float, default=0.25, metavar="F",

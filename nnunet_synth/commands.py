@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMAND_MODULES = ("nnunet_synth.plans_cli", "nnunet_synth.evaluate_cli", "nnunet_synth.demo")
+COMMAND_MODULES = ("nnunet_synth.plans_cli", "nnunet_synth.evaluate_cli", "nnunet_synth.demo",
+                   "nnunet_synth.experiment")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -26,14 +26,25 @@ RENDERERS = ("gmm", "pix2pix", "spade")
 
 
 def _learned_generator(kind: str, dataset_id: int | None, fold, plans_name: str, configuration: str,
-                       device: str):
+                       device: str, log=print):
+    """The fold's own checkpoint, else the embedded default when the dataset is the demo cohort."""
     from nnunet_synth.checkpoint import find_checkpoint
-    from nnunet_synth.fingerprint import dataset_fingerprint
+    from nnunet_synth.fingerprint import open_preprocessed
 
     if dataset_id is None:
         raise NNSynthError(f"the {kind} generator needs the dataset id to find its checkpoint")
-    path = find_checkpoint(dataset_id, kind, fold)
-    fingerprint = dataset_fingerprint(dataset_id, plans_name, configuration)
+    pre = open_preprocessed(dataset_id, plans_name, configuration, require_data=False)
+    fingerprint = pre.fingerprint
+    try:
+        path = find_checkpoint(dataset_id, kind, fold)
+    except NNSynthError as missing:
+        from nnunet_synth.default_generators import embedded_for, model_card
+
+        command = ("nnsynth train-maskgan" if kind == "maskgan" else f"nnsynth train-translator --arch {kind}")
+        path, fingerprint = embedded_for(kind, fingerprint, pre.dataset_json,
+                                         f"{missing} ({command} -d {dataset_id} --fold {fold})")
+        log(f"nnsynth: no {kind} checkpoint of this dataset for fold {fold}; using the embedded default "
+            f"trained on the demo cohort ({model_card(kind)})")
     if kind == "maskgan":
         from nnunet_synth.lesion_sampling import MaskSampler
 
@@ -74,7 +85,7 @@ def build_engine(dataset, case_ids: list[str], raw_dataset: Path, preprocessed_d
             fit_pairs.append((np.asarray(data), lm))
     plans_name = plans.get("plans_name", "nnUNetPlans")
     if lesions == "maskgan":
-        sampler, lesion_ckpt = _learned_generator("maskgan", dataset_id, fold, plans_name, configuration, device)
+        sampler, lesion_ckpt = _learned_generator("maskgan", dataset_id, fold, plans_name, configuration, device, log)
         source, lesion_note = MaskGANLesionSource(sampler), f"mask GAN {lesion_ckpt}"
     else:
         if not lesion_cases:
@@ -84,7 +95,7 @@ def build_engine(dataset, case_ids: list[str], raw_dataset: Path, preprocessed_d
         render = GaussianMixtureRenderer.fit(fit_pairs, seed=seed)
         render_note = f"Gaussian-mixture renderer fitted on {len(fit_pairs)} cases"
     else:
-        render, path = _learned_generator(renderer, dataset_id, fold, plans_name, configuration, device)
+        render, path = _learned_generator(renderer, dataset_id, fold, plans_name, configuration, device, log)
         render_note = f"{renderer} translator {path}"
     engine = SynthesisEngine(labelmaps=labelmaps, lesion_source=source, renderer=render, classes=classes,
                              foreground_label=foreground_label)

@@ -7,6 +7,7 @@ each step timed and its output streamed, so a user sees exactly what they would 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,10 @@ def console_script(name: str) -> str:
     """The console script installed next to this interpreter (falls back to PATH)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+# what a quiet pipeline still shows: every 10th nnU-Net epoch
+PROGRESS = re.compile(r": Epoch \d*0$")
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Pipeline:
                 if not self.quiet:
                     sys.stdout.write(line)
                     sys.stdout.flush()
+                elif PROGRESS.search(line):
+                    print(f"  [{label}] {line.split(': ', 1)[-1].strip()}", flush=True)
             proc.wait()
         elapsed = time.perf_counter() - start
         self.timings.append((label, elapsed))
@@ -60,13 +67,14 @@ class Pipeline:
         print(text, flush=True)
 
 
-def nnunet_environment(root: Path, trainer_path: str | None = None) -> dict[str, str]:
-    """Environment for nnU-Net commands: private folders under root and a small CPU footprint."""
-    env = dict(os.environ)
-    for var, sub in (("nnUNet_raw", "nnUNet_raw"), ("nnUNet_preprocessed", "nnUNet_preprocessed"),
-                     ("nnUNet_results", "nnUNet_results")):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / sub)
+def nnunet_environment(root: Path | None, trainer_path: str | None = None,
+                       base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nnU-Net commands: a small CPU footprint, private folders under root (when given)."""
+    env = dict(os.environ if base is None else base)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        if root is not None:
+            (root / var).mkdir(parents=True, exist_ok=True)
+            env[var] = str(root / var)
     env.setdefault("nnUNet_def_n_proc", "1")
     env.setdefault("nnUNet_compile", "f")
     env["nnUNet_n_proc_DA"] = env.get("nnUNet_n_proc_DA", "0")

@@ -8,6 +8,8 @@ same, smaller budget through the same code path:
 - ``NNSYNTH_ITERATIONS``: num_iterations_per_epoch
 - ``NNSYNTH_VAL_ITERATIONS``: num_val_iterations_per_epoch
 - ``NNSYNTH_SAVE_EVERY``: save_every
+- ``NNSYNTH_TORCH_THREADS``: torch threads of the trainer (nnU-Net takes every core on a CPU; the
+  experiment runner sets this when it trains several runs side by side)
 - ``NNSYNTH_FINAL_VALIDATION=0``: skip nnU-Net's final sliding-window validation of the fold (minutes per
   case on a CPU) when the caller evaluates on a held-out test set anyway
 """
@@ -37,6 +39,10 @@ def apply_budget_from_environment(trainer: nnUNetTrainer) -> dict[str, int]:
             except ValueError as exc:
                 raise ValueError(f"{variable} must be an integer, got {value!r}") from exc
             applied[attribute] = int(value)
+    threads = os.environ.get("NNSYNTH_TORCH_THREADS")
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))
+        applied["torch_threads"] = int(threads)
     return applied
 
 

@@ -185,3 +185,9 @@ class nnUNetTrainerSynthSPADE(nnUNetTrainerSynth):
 
     lesion_source = "maskgan"
     renderer = "spade"
+
+
+class nnUNetTrainerSynthOnlyPix2pix(nnUNetTrainerSynthPix2pix):
+    """Synthetic-only arm with the learned generators (mask GAN + pix2pix), as in `nnsynth experiment`."""
+
+    synth_fraction = 1.0

@@ -7,6 +7,7 @@ from trainers.synth_trainer import (  # noqa: F401
     nnUNetTrainerSynth_p75,
     nnUNetTrainerSynthMaskGAN,
     nnUNetTrainerSynthOnly,
+    nnUNetTrainerSynthOnlyPix2pix,
     nnUNetTrainerSynthPix2pix,
     nnUNetTrainerSynthSPADE,
 )

@@ -1,0 +1,169 @@
+"""The design of the data-scarce experiment: profiles, the fixed test set, nested subsamples, folds.
+
+Every (number of real cases, seed) pair becomes one extra fold appended to the dataset's
+``splits_final.json``. nnU-Net's own fold mechanism then keeps the runs apart: each arm's results
+land in ``<trainer>__<plans>__3d_fullres/fold_<F>``, the generators of that subsample in
+``nnsynth/<kind>_fold<F>.pt``, and the synthesis engine only ever sees the fold's training cases,
+so nothing leaks from cases a run was not given. Existing folds (a user's 5-fold CV) are left as
+they are. Validation keys equal the training keys: the experiment scores the fixed test set and
+nnU-Net's per-epoch pseudo Dice needs some keys, but no real case may be withheld from a subsample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_synth.errors import NNSynthError
+
+ARMS = ("real", "synth", "synth-only")
+TRAINERS = {  # (arm, generators) -> trainer
+    ("real", "gmm"): "nnUNetTrainerBudget", ("synth", "gmm"): "nnUNetTrainerSynth",
+    ("synth-only", "gmm"): "nnUNetTrainerSynthOnly",
+    ("real", "learned"): "nnUNetTrainerBudget", ("synth", "learned"): "nnUNetTrainerSynthPix2pix",
+    ("synth-only", "learned"): "nnUNetTrainerSynthOnlyPix2pix",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Plans and budgets of one experiment profile (every field can be overridden on the command line)."""
+
+    name: str
+    plans: str
+    shrink: bool  # make `plans` with `nnsynth shrink-plans` from nnUNetPlans
+    patch: int
+    stages: int
+    base_features: int
+    epochs: int
+    iterations: int
+    val_iterations: int
+    device: str
+    maskgan_steps: int
+    translator_steps: int
+    final_validation: bool = False
+
+
+PROFILES = {
+    # 2 CPU cores, demo cohort at 3 mm: 1500 iterations of ~0.13 s (nnU-Net learned nothing at 600 on the
+    # demo cohort, 10 real cases, and reached test Dice 0.62 at 1500)
+    "cpu-small": Profile("cpu-small", plans="nnsynthCPU", shrink=True, patch=32, stages=4, base_features=8,
+                         epochs=60, iterations=25, val_iterations=2, device="cpu", maskgan_steps=300,
+                         translator_steps=200),
+    # nnU-Net's normal plans and budget (1000 x 250) on a GPU, generators as in the paper's order of magnitude
+    "paper": Profile("paper", plans="nnUNetPlans", shrink=False, patch=0, stages=0, base_features=0,
+                     epochs=1000, iterations=250, val_iterations=50, device="cuda", maskgan_steps=20000,
+                     translator_steps=20000),
+}
+
+
+def profile_with(name: str, **overrides) -> Profile:
+    if name not in PROFILES:
+        raise NNSynthError(f"unknown profile {name!r} (choose from {', '.join(PROFILES)})")
+    return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_sizes(values: list[str], pool_size: int) -> list[int]:
+    """``10 20 50 all`` -> sorted unique ints; a size larger than the pool is an error, not a silent cap."""
+    sizes = set()
+    for v in values:
+        if str(v).lower() == "all":
+            sizes.add(pool_size)
+            continue
+        try:
+            n = int(v)
+        except ValueError as exc:
+            raise NNSynthError(f"--real-cases takes integers or 'all', got {v!r}") from exc
+        if not 1 <= n <= pool_size:
+            raise NNSynthError(f"--real-cases {n}: the dataset has {pool_size} training cases outside the "
+                               f"test set (use 'all' for every one of them)")
+        sizes.add(n)
+    return sorted(sizes)
+
+
+def subsample(pool: list[str], lesion_ids: set[str], n: int, seed: int) -> list[str]:
+    """The first n cases of the seed's permutation of the pool, with at least one lesion case.
+
+    One permutation per seed makes the subsamples nested (10 of seed s are inside 20 of seed s), so the
+    curve over n compares growing sets instead of unrelated draws.
+    """
+    order = [pool[i] for i in np.random.default_rng([20101006, seed]).permutation(len(pool))]
+    chosen = order[:n]
+    if not any(c in lesion_ids for c in chosen):
+        first = next((c for c in order if c in lesion_ids), None)
+        if first is None:
+            raise NNSynthError("no training case outside the test set has a lesion")
+        chosen = [first] + [c for c in chosen if c != first][: n - 1]
+    return sorted(chosen)
+
+
+def choose_test_set(case_ids: list[str], n_test: int) -> list[str]:
+    """A fixed held-out test set (when the dataset has no labelsTs): the same for every run and seed."""
+    if not 1 <= n_test < len(case_ids):
+        raise NNSynthError(f"--test-cases {n_test}: need at least one test and one training case "
+                           f"out of {len(case_ids)}")
+    order = np.random.default_rng(20101006).permutation(len(case_ids))
+    return sorted(case_ids[i] for i in order[:n_test])
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def default_splits(case_ids: list[str]) -> list[dict[str, list[str]]]:
+    """nnU-Net's own 5-fold split (what nnUNetv2_train would create), so folds 0-4 keep their usual meaning."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    return generate_crossval_split(sorted(case_ids), seed=12345, n_splits=5)
+
+
+def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, list[str]]) -> dict[str, int]:
+    """Fold index of each subset key in splits_final.json, appending the subsets that are not there yet.
+
+    A subset already present (same train list, val == train) keeps its index, which makes a rerun or an
+    extended grid reuse the finished runs; the file is rewritten atomically and only ever grows.
+    """
+    splits = json.loads(splits_file.read_text()) if splits_file.is_file() else default_splits(training_ids)
+    if not isinstance(splits, list):
+        raise NNSynthError(f"{splits_file} is not a list of folds")
+    folds = {}
+    for key, train in subsets.items():
+        entry = {"train": list(train), "val": list(train)}
+        index = next((i for i, s in enumerate(splits)
+                      if sorted(s.get("train", [])) == entry["train"] and sorted(s.get("val", [])) == entry["val"]),
+                     None)
+        if index is None:
+            splits.append(entry)
+            index = len(splits) - 1
+        folds[key] = index
+    write_json_atomic(splits_file, splits)
+    return folds
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    n_real: int
+    seed: int
+    arm: str
+    fold: int
+    trainer: str
+
+    @property
+    def name(self) -> str:
+        return f"n{self.n_real:03d}_seed{self.seed}_{self.arm}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def subset_key(n_real: int, seed: int) -> str:
+    return f"n{n_real}_seed{seed}"

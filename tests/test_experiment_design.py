@@ -1,0 +1,102 @@
+"""The experiment's design (sizes, nested subsamples, folds in splits_final.json) and its report."""
+
+import json
+import math
+
+import pytest
+
+from nnunet_synth.errors import NNSynthError
+from nnunet_synth.experiment_design import (
+    assign_folds,
+    choose_test_set,
+    parse_sizes,
+    profile_with,
+    subsample,
+)
+from nnunet_synth.experiment_report import aggregate, csv_text, markdown_table, plot_dice
+
+POOL = [f"case_{i:03d}" for i in range(30)]
+
+
+def test_sizes_accept_all_and_refuse_more_than_the_pool():
+    assert parse_sizes(["20", "10", "all", "10"], 30) == [10, 20, 30]
+    with pytest.raises(NNSynthError, match="50.*30 training cases"):
+        parse_sizes(["10", "50"], 30)
+    with pytest.raises(NNSynthError, match="integers or 'all'"):
+        parse_sizes(["ten"], 30)
+
+
+def test_subsamples_are_nested_per_seed_and_differ_between_seeds():
+    lesions = set(POOL[::3])
+    s10, s20 = subsample(POOL, lesions, 10, 0), subsample(POOL, lesions, 20, 0)
+    assert len(s10) == 10 and len(s20) == 20 and set(s10) <= set(s20)
+    assert subsample(POOL, lesions, 10, 1) != s10
+    assert subsample(POOL, lesions, 10, 0) == s10  # deterministic
+    assert sorted(subsample(POOL, lesions, 30, 2)) == POOL
+
+
+def test_a_subsample_always_holds_a_lesion_case():
+    only = {"case_017"}
+    for seed in range(5):
+        assert "case_017" in subsample(POOL, only, 1, seed)
+
+
+def test_test_set_is_fixed_and_validated():
+    assert choose_test_set(POOL, 6) == choose_test_set(POOL, 6)
+    assert len(choose_test_set(POOL, 6)) == 6
+    with pytest.raises(NNSynthError, match="--test-cases"):
+        choose_test_set(POOL, 30)
+
+
+def test_folds_are_appended_after_the_default_cv_and_reused(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+    subsets = {"n10_seed0": POOL[:10], "n20_seed0": POOL[:20]}
+    folds = assign_folds(splits_file, POOL, subsets)
+    splits = json.loads(splits_file.read_text())
+    assert len(splits) == 7 and folds == {"n10_seed0": 5, "n20_seed0": 6}
+    assert splits[5] == {"train": POOL[:10], "val": POOL[:10]}
+    default_folds = [s["val"] for s in splits[:5]]
+    assert sorted(c for v in default_folds for c in v) == POOL  # nnU-Net's 5-fold CV stays intact
+    # a rerun keeps the indices; a new subset is appended, never inserted
+    again = assign_folds(splits_file, POOL, {"n10_seed1": POOL[5:15], **subsets})
+    assert again == {"n10_seed1": 7, **folds}
+    assert len(json.loads(splits_file.read_text())) == 8
+
+
+def test_user_splits_are_kept(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+    mine = [{"train": POOL[:20], "val": POOL[20:]}]
+    splits_file.write_text(json.dumps(mine))
+    assert assign_folds(splits_file, POOL, {"n5_seed0": POOL[:5]}) == {"n5_seed0": 1}
+    assert json.loads(splits_file.read_text())[0] == mine[0]
+
+
+def test_profiles_and_overrides():
+    p = profile_with("cpu-small", epochs=3, patch=None)
+    assert p.epochs == 3 and p.patch == profile_with("cpu-small").patch and p.shrink
+    assert profile_with("paper").iterations == 250 and not profile_with("paper").shrink
+    with pytest.raises(NNSynthError, match="unknown profile"):
+        profile_with("gpu-huge")
+
+
+def _result(n, seed, arm, dice):
+    return {"name": f"n{n}_seed{seed}_{arm}", "n_real": n, "seed": seed, "arm": arm, "trainer": "T", "fold": 5,
+            "dice": dice, "dice_nnunet": dice, "lesion_f1": 0.5, "abs_volume_diff_ml": 1.0,
+            "abs_count_diff": 1.0, "train_seconds": 1.0}
+
+
+def test_report_means_and_sds(tmp_path):
+    results = [_result(10, s, "real", d) for s, d in enumerate((0.2, 0.4, 0.6))]
+    results += [_result(10, 0, "synth", 0.5), _result(20, 0, "real", None)]
+    rows = aggregate(results)
+    real10 = next(r for r in rows if r["n_real"] == 10 and r["arm"] == "real")
+    assert real10["runs"] == 3 and math.isclose(real10["dice_mean"], 0.4) and math.isclose(real10["dice_sd"], 0.2)
+    synth10 = next(r for r in rows if r["arm"] == "synth")
+    assert synth10["dice_sd"] == 0.0
+    assert math.isnan(next(r for r in rows if r["n_real"] == 20)["dice_mean"])
+    md = markdown_table(rows)
+    assert "| 10 | real | 3 | 0.400 +/- 0.200 |" in md
+    lines = csv_text(rows).splitlines()
+    assert lines[0].startswith("n_real,arm,runs,dice_mean,dice_sd") and len(lines) == 4
+    png = plot_dice(rows, tmp_path / "plot.png", "title")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
