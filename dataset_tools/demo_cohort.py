@@ -263,7 +263,7 @@ def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[
 
 
 def make_demo_cohort(dataset_id: int, subjects: int = 40, seed: int = 0,
-                     spacing: float | tuple | list = (2.0, 2.0, 2.0), test_fraction: float = 0.25,
+                     spacing: float | tuple | list = (3.0, 3.0, 3.0), test_fraction: float = 0.25,
                      name: str = "NNSynthDemo", overwrite: bool = False, num_processes: int = 1,
                      progress: bool = True) -> Path:
     """Write $nnUNet_raw/DatasetXXX_<name> atomically and return its path."""

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--spacing", type=float, nargs="+", default=[3.0], metavar="MM",
                         help="voxel spacing in mm, one value (isotropic) or three (x y z); "
-                        "default: 2. Use 4 for a tiny cohort")
+                        "default: 3, as `nnsynth demo` and the embedded generators. Use 4-6 for a tiny cohort")
     parser.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
                         help="share of subjects held out in imagesTs/labelsTs (default: 0.25)")
     parser.add_argument("--name", default="NNSynthDemo",

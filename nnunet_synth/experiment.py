@@ -26,6 +26,7 @@ from nnunet_synth.experiment_design import (
     Profile,
     RunSpec,
     assign_folds,
+    check_same_training,
     choose_test_set,
     parse_sizes,
     profile_with,
@@ -186,14 +187,23 @@ class ExperimentRunner:
         lesion_ids = {c for c in pool if _has_lesion(self.raw / "labelsTr" / f"{c}{ending}")}
         sizes = parse_sizes(cfg.sizes, len(pool))
         subsets = {subset_key(n, s): subsample(pool, lesion_ids, n, s) for n in sizes for s in range(cfg.seeds)}
-        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets)
+        design_file = self.out / "experiment.json"
+        previous = json.loads(design_file.read_text()) if design_file.is_file() else {}
+        if previous:
+            check_same_training(previous, prof, cfg.generators, self.out)
+            if previous.get("test_set", {}).get("cases") != test_ids:
+                raise NNSynthError(f"{self.out} was run with another test set; use another -o folder")
+        known = {k: v["fold"] for k, v in previous.get("subsets", {}).items()}
+        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known)
         runs = [RunSpec(n, s, arm, folds[subset_key(n, s)], TRAINERS[(arm, cfg.generators)])
                 for n in sizes for s in range(cfg.seeds) for arm in cfg.arms]
         design = {"dataset": self.raw.name, "profile": asdict(prof), "generators": cfg.generators,
                   "test_set": {"source": "labelsTs" if from_ts else "held out of labelsTr", "cases": test_ids},
-                  "training_pool": pool, "subsets": {k: {"fold": folds[k], "cases": v} for k, v in subsets.items()},
+                  "training_pool": pool,
+                  "subsets": {**previous.get("subsets", {}),
+                              **{k: {"fold": folds[k], "cases": v} for k, v in subsets.items()}},
                   "runs": [r.to_dict() for r in runs]}
-        write_json_atomic(self.out / "experiment.json", design)
+        write_json_atomic(design_file, design)
         print(f"experiment: {len(test_ids)} test cases ({design['test_set']['source']}), pool of {len(pool)} "
               f"training cases, sizes {sizes}, {cfg.seeds} seed(s), arms {cfg.arms}: {len(runs)} runs; "
               f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)

@@ -126,27 +126,50 @@ def default_splits(case_ids: list[str]) -> list[dict[str, list[str]]]:
     return generate_crossval_split(sorted(case_ids), seed=12345, n_splits=5)
 
 
-def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, list[str]]) -> dict[str, int]:
-    """Fold index of each subset key in splits_final.json, appending the subsets that are not there yet.
+def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, list[str]],
+                 previous: dict[str, int] | None = None) -> dict[str, int]:
+    """Fold index of each subset key in splits_final.json: its fold from an earlier call, else a new one.
 
-    A subset already present (same train list, val == train) keeps its index, which makes a rerun or an
-    extended grid reuse the finished runs; the file is rewritten atomically and only ever grows.
+    ``previous`` (the experiment folder's own record) is the only way to reuse a fold: two keys never
+    share one, even when their training lists are equal (``all`` with several seeds, whose runs differ by
+    nnU-Net's training randomness), and another experiment folder never picks up these results. The
+    file is rewritten atomically and only ever grows; nnU-Net's own folds stay where they are.
     """
     splits = json.loads(splits_file.read_text()) if splits_file.is_file() else default_splits(training_ids)
     if not isinstance(splits, list):
         raise NNSynthError(f"{splits_file} is not a list of folds")
-    folds = {}
+    folds: dict[str, int] = {}
     for key, train in subsets.items():
-        entry = {"train": list(train), "val": list(train)}
-        index = next((i for i, s in enumerate(splits)
-                      if sorted(s.get("train", [])) == entry["train"] and sorted(s.get("val", [])) == entry["val"]),
-                     None)
-        if index is None:
+        entry = {"train": sorted(train), "val": sorted(train)}
+        index = (previous or {}).get(key)
+        if index is not None and index < len(splits) and index not in folds.values():
+            old = splits[index]
+            if sorted(old.get("train", [])) != entry["train"] or sorted(old.get("val", [])) != entry["val"]:
+                raise NNSynthError(f"fold {index} of {splits_file} no longer holds the subsample {key} of this "
+                                   f"experiment (the file was edited); restore it or use a new experiment folder")
+        else:
             splits.append(entry)
             index = len(splits) - 1
         folds[key] = index
     write_json_atomic(splits_file, splits)
     return folds
+
+
+# fields that change what a run trains; a finished experiment folder refuses to be resumed with others
+TRAINING_FIELDS = ("plans", "patch", "stages", "base_features", "epochs", "iterations", "maskgan_steps",
+                   "translator_steps")
+
+
+def check_same_training(previous: dict, profile: Profile, generators: str, folder: Path) -> None:
+    """Refuse to mix runs of different budgets or generators in one experiment folder."""
+    old = {k: previous.get("profile", {}).get(k) for k in TRAINING_FIELDS}
+    new = {k: getattr(profile, k) for k in TRAINING_FIELDS}
+    diff = {k: (old[k], new[k]) for k in TRAINING_FIELDS if old[k] != new[k]}
+    if previous.get("generators", generators) != generators:
+        diff["generators"] = (previous.get("generators"), generators)
+    if diff:
+        details = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in diff.items())
+        raise NNSynthError(f"{folder} holds runs trained with other settings ({details}); use another -o folder")
 
 
 @dataclass(frozen=True)

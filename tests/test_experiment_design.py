@@ -8,6 +8,7 @@ import pytest
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.experiment_design import (
     assign_folds,
+    check_same_training,
     choose_test_set,
     parse_sizes,
     profile_with,
@@ -57,18 +58,43 @@ def test_folds_are_appended_after_the_default_cv_and_reused(tmp_path):
     assert splits[5] == {"train": POOL[:10], "val": POOL[:10]}
     default_folds = [s["val"] for s in splits[:5]]
     assert sorted(c for v in default_folds for c in v) == POOL  # nnU-Net's 5-fold CV stays intact
-    # a rerun keeps the indices; a new subset is appended, never inserted
-    again = assign_folds(splits_file, POOL, {"n10_seed1": POOL[5:15], **subsets})
+    # the experiment's own record keeps the indices; a new subset is appended, never inserted
+    again = assign_folds(splits_file, POOL, {"n10_seed1": POOL[5:15], **subsets}, previous=folds)
     assert again == {"n10_seed1": 7, **folds}
     assert len(json.loads(splits_file.read_text())) == 8
+    # without that record (another experiment folder) nothing is shared
+    assert assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]}) == {"n10_seed0": 8}
 
 
-def test_user_splits_are_kept(tmp_path):
+def test_equal_subsamples_of_different_seeds_get_their_own_folds(tmp_path):
     splits_file = tmp_path / "splits_final.json"
-    mine = [{"train": POOL[:20], "val": POOL[20:]}]
-    splits_file.write_text(json.dumps(mine))
-    assert assign_folds(splits_file, POOL, {"n5_seed0": POOL[:5]}) == {"n5_seed0": 1}
-    assert json.loads(splits_file.read_text())[0] == mine[0]
+    subsets = {f"n30_seed{s}": POOL for s in range(3)}  # 'all': the same cases for every seed
+    folds = assign_folds(splits_file, POOL, subsets)
+    assert sorted(folds.values()) == [5, 6, 7]
+    assert assign_folds(splits_file, POOL, subsets, previous=folds) == folds
+
+
+def test_an_edited_fold_is_refused(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+    folds = assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]})
+    splits = json.loads(splits_file.read_text())
+    splits[5]["train"] = POOL[:9]
+    splits_file.write_text(json.dumps(splits))
+    with pytest.raises(NNSynthError, match="fold 5 .* no longer holds the subsample n10_seed0"):
+        assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]}, previous=folds)
+
+
+def test_a_folder_refuses_another_budget(tmp_path):
+    from dataclasses import asdict
+
+    prof = profile_with("cpu-small")
+    previous = {"profile": asdict(prof), "generators": "gmm"}
+    check_same_training(previous, profile_with("cpu-small", val_iterations=9, final_validation=True), "gmm",
+                        tmp_path)  # neither changes the trained model
+    with pytest.raises(NNSynthError, match="epochs 60 -> 5"):
+        check_same_training(previous, profile_with("cpu-small", epochs=5), "gmm", tmp_path)
+    with pytest.raises(NNSynthError, match="generators gmm -> learned"):
+        check_same_training(previous, prof, "learned", tmp_path)
 
 
 def test_profiles_and_overrides():
