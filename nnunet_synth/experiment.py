@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        ("stages", int), ("base-features", int), ("maskgan-steps", int), ("translator-steps", int)):
         g.add_argument(f"--{name}", type=kind, default=None)
     g.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    g.add_argument("--maskgan-args", type=shlex.split, default=None,
+                   help="extra train-maskgan arguments, one quoted string (e.g. \"--gen-filters 64\")")
+    g.add_argument("--translator-args", type=shlex.split, default=None,
+                   help="extra train-translator arguments, one quoted string (e.g. \"--filters 16 --crop 48\")")
     g.add_argument("--plans", default=None, help="plans identifier to train with")
     g.add_argument("--final-validation", action="store_true", default=None,
                    help="also run nnU-Net's final validation of each fold (the test set is scored anyway)")
@@ -89,7 +94,8 @@ class ExperimentConfig:
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     overrides = {k: getattr(args, k) for k in ("epochs", "iterations", "val_iterations", "patch", "stages",
                                                "base_features", "maskgan_steps", "translator_steps", "device",
-                                               "plans", "final_validation")}
+                                               "plans", "final_validation", "maskgan_args", "translator_args")}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return ExperimentConfig(dataset_id=args.dataset_id, sizes=list(args.real_cases), arms=list(args.arms),
                             seeds=args.seeds, profile=profile_with(args.profile, **overrides),
                             generators=args.generators, test_cases=args.test_cases, output=args.output,
@@ -226,8 +232,9 @@ class ExperimentRunner:
     def _train_generators(self, pipe: Pipeline, fold: int) -> None:
         gen_dir = Path(self.env["nnUNet_results"]) / self.raw.name / "nnsynth"
         for kind, command, steps in (
-                ("maskgan", ["nnsynth", "train-maskgan"], self.prof.maskgan_steps),
-                ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix"], self.prof.translator_steps)):
+                ("maskgan", ["nnsynth", "train-maskgan", *self.prof.maskgan_args], self.prof.maskgan_steps),
+                ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix", *self.prof.translator_args],
+                 self.prof.translator_steps)):
             if (gen_dir / f"{kind}_fold{fold}.pt").is_file():
                 continue
             resume = ["--continue"] if (gen_dir / f"{kind}_fold{fold}_latest.pt").is_file() else []

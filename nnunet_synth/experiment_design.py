@@ -47,6 +47,8 @@ class Profile:
     maskgan_steps: int
     translator_steps: int
     final_validation: bool = False
+    maskgan_args: tuple[str, ...] = ()  # extra `nnsynth train-maskgan` arguments (model size, batch, ...)
+    translator_args: tuple[str, ...] = ()  # extra `nnsynth train-translator` arguments
 
 
 PROFILES = {
@@ -54,7 +56,8 @@ PROFILES = {
     # demo cohort, 10 real cases, and reached test Dice 0.62 at 1500)
     "cpu-small": Profile("cpu-small", plans="nnsynthCPU", shrink=True, patch=32, stages=4, base_features=8,
                          epochs=60, iterations=25, val_iterations=2, device="cpu", maskgan_steps=300,
-                         translator_steps=200),
+                         translator_steps=200, maskgan_args=("--gen-filters", "64"),
+                         translator_args=("--filters", "16", "--max-filters", "128", "--crop", "48")),
     # nnU-Net's normal plans and budget (1000 x 250) on a GPU, generators as in the paper's order of magnitude
     "paper": Profile("paper", plans="nnUNetPlans", shrink=False, patch=0, stages=0, base_features=0,
                      epochs=1000, iterations=250, val_iterations=50, device="cuda", maskgan_steps=20000,
@@ -157,14 +160,18 @@ def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, 
 
 # fields that change what a run trains; a finished experiment folder refuses to be resumed with others
 TRAINING_FIELDS = ("plans", "patch", "stages", "base_features", "epochs", "iterations", "maskgan_steps",
-                   "translator_steps")
+                   "translator_steps", "maskgan_args", "translator_args")
 
 
 def check_same_training(previous: dict, profile: Profile, generators: str, folder: Path) -> None:
     """Refuse to mix runs of different budgets or generators in one experiment folder."""
-    old = {k: previous.get("profile", {}).get(k) for k in TRAINING_FIELDS}
-    new = {k: getattr(profile, k) for k in TRAINING_FIELDS}
-    diff = {k: (old[k], new[k]) for k in TRAINING_FIELDS if old[k] != new[k]}
+    def plain(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    recorded = previous.get("profile", {})
+    fields = [k for k in TRAINING_FIELDS if k in recorded]  # a field an older version did not record is not held
+    diff = {k: (plain(recorded[k]), plain(getattr(profile, k))) for k in fields
+            if plain(recorded[k]) != plain(getattr(profile, k))}
     if previous.get("generators", generators) != generators:
         diff["generators"] = (previous.get("generators"), generators)
     if diff:

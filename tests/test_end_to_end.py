@@ -93,3 +93,40 @@ def test_demo_pipeline_runs_every_real_command(tmp_path, monkeypatch):
                 "-device", "cpu", "--c"], env)
     log = "".join(p.read_text() for p in synth_fold.glob("training_log_*.txt"))
     assert "Epoch 2" in log and log.count("synthesis engine ready") == 2
+
+
+def test_experiment_with_learned_generators_and_a_held_out_test_set(phantom_preprocessed, tmp_path, monkeypatch):
+    """--generators learned: mask GAN + pix2pix trained on the subsample's fold, then the synthetic-only arm;
+    the phantom has no labelsTs, so the test set is held out of labelsTr."""
+    import shutil
+
+    for var, path in phantom_preprocessed.items():  # a private copy: the experiment adds folds and plans
+        shutil.copytree(path, tmp_path / var, symlinks=True)
+        monkeypatch.setenv(var, str(tmp_path / var))
+    out = tmp_path / "exp"
+    args = ["experiment", "-d", "900", "--real-cases", "3", "--arms", "real", "synth-only", "--seeds", "1",
+            "--generators", "learned", "--test-cases", "2", "--epochs", "1", "--iterations", "2",
+            "--val-iterations", "1", "--patch", "16", "--stages", "3", "--base-features", "4",
+            "--maskgan-steps", "2", "--translator-steps", "2", "-o", str(out),
+            "--maskgan-args", "--batch-size 2 --n-critic 1 --gen-filters 8 --latent-dim 8 --box 16",
+            "--translator-args", "--filters 4 --max-filters 8 --levels 2 --disc-filters 4,8 --crop 16"]
+    assert main(args) == 0
+    design = json.loads((out / "experiment.json").read_text())
+    test_cases = design["test_set"]["cases"]
+    assert design["test_set"]["source"] == "held out of labelsTr" and len(test_cases) == 2
+    fold = design["subsets"]["n3_seed0"]["fold"]
+    assert not set(design["subsets"]["n3_seed0"]["cases"]) & set(test_cases)
+    results = tmp_path / "nnUNet_results" / "Dataset900_Phantom"
+    for kind in ("maskgan", "pix2pix"):
+        from nnunet_synth.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(results / "nnsynth" / f"{kind}_fold{fold}.pt")
+        assert set(ckpt.extra["train_case_ids"]) <= set(design["subsets"]["n3_seed0"]["cases"])
+    fold_dir = results / f"nnUNetTrainerSynthOnlyPix2pix__nnsynthCPU__3d_fullres/fold_{fold}"
+    log = "".join(p.read_text() for p in fold_dir.glob("training_log_*.txt"))
+    assert "mask GAN" in log and "pix2pix translator" in log
+    summary = json.loads((out / "results.json").read_text())
+    assert sorted(r["arm"] for r in summary["runs"]) == ["real", "synth-only"]
+    for r in summary["runs"]:
+        pred = out / "runs" / r["name"] / "predictions"
+        assert sorted(p.name for p in pred.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in test_cases]
