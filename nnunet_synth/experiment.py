@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-d", "--dataset-id", type=int, required=True)
     p.add_argument("--real-cases", nargs="+", default=["10", "20", "50", "all"],
                    help="numbers of real training cases (integers or 'all'; default 10 20 50 all)")
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"])
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"], help="default: real synth")
     p.add_argument("--seeds", type=int, default=3, help="subsamples (and trainings) per size (default 3)")
     p.add_argument("--profile", choices=("cpu-small", "paper"), default="cpu-small",
                    help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget")
@@ -191,7 +191,10 @@ class ExperimentRunner:
                                                             ending)
         pool = [c for c in train_ids if c not in set(test_ids)]
         lesion_ids = {c for c in pool if _has_lesion(self.raw / "labelsTr" / f"{c}{ending}")}
-        sizes = parse_sizes(cfg.sizes, len(pool))
+        sizes, dropped = parse_sizes(cfg.sizes, len(pool))
+        if dropped:
+            print(f"experiment: --real-cases {', '.join(map(str, dropped))} left out: only {len(pool)} training "
+                  "cases outside the test set", flush=True)
         subsets = {subset_key(n, s): subsample(pool, lesion_ids, n, s) for n in sizes for s in range(cfg.seeds)}
         design_file = self.out / "experiment.json"
         previous = json.loads(design_file.read_text()) if design_file.is_file() else {}

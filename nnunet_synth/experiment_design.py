@@ -71,9 +71,13 @@ def profile_with(name: str, **overrides) -> Profile:
     return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
-def parse_sizes(values: list[str], pool_size: int) -> list[int]:
-    """``10 20 50 all`` -> sorted unique ints; a size larger than the pool is an error, not a silent cap."""
-    sizes = set()
+def parse_sizes(values: list[str], pool_size: int) -> tuple[list[int], list[int]]:
+    """``10 20 50 all`` -> (sorted unique sizes, sizes dropped because the pool is smaller).
+
+    A size beyond the pool is left out with a notice rather than capped (a capped 50 would silently
+    repeat the 'all' runs); when nothing is left the request is an error.
+    """
+    sizes, dropped = set(), set()
     for v in values:
         if str(v).lower() == "all":
             sizes.add(pool_size)
@@ -82,11 +86,13 @@ def parse_sizes(values: list[str], pool_size: int) -> list[int]:
             n = int(v)
         except ValueError as exc:
             raise NNSynthError(f"--real-cases takes integers or 'all', got {v!r}") from exc
-        if not 1 <= n <= pool_size:
-            raise NNSynthError(f"--real-cases {n}: the dataset has {pool_size} training cases outside the "
-                               f"test set (use 'all' for every one of them)")
-        sizes.add(n)
-    return sorted(sizes)
+        if n < 1:
+            raise NNSynthError(f"--real-cases {n}: need at least one real case")
+        (sizes if n <= pool_size else dropped).add(n)
+    if not sizes:
+        raise NNSynthError(f"--real-cases {' '.join(map(str, values))}: the dataset has only {pool_size} training "
+                           "cases outside the test set (use 'all' for every one of them)")
+    return sorted(sizes), sorted(dropped)
 
 
 def subsample(pool: list[str], lesion_ids: set[str], n: int, seed: int) -> list[str]:

@@ -19,10 +19,11 @@ from nnunet_synth.experiment_report import aggregate, csv_text, markdown_table, 
 POOL = [f"case_{i:03d}" for i in range(30)]
 
 
-def test_sizes_accept_all_and_refuse_more_than_the_pool():
-    assert parse_sizes(["20", "10", "all", "10"], 30) == [10, 20, 30]
-    with pytest.raises(NNSynthError, match="50.*30 training cases"):
-        parse_sizes(["10", "50"], 30)
+def test_sizes_accept_all_and_leave_out_more_than_the_pool():
+    assert parse_sizes(["20", "10", "all", "10"], 30) == ([10, 20, 30], [])
+    assert parse_sizes(["10", "50", "all"], 30) == ([10, 30], [50])
+    with pytest.raises(NNSynthError, match="50.*only 30 training cases"):
+        parse_sizes(["50"], 30)
     with pytest.raises(NNSynthError, match="integers or 'all'"):
         parse_sizes(["ten"], 30)
 
