@@ -276,8 +276,9 @@ class ExperimentRunner:
                   **{k: _finite(v) for k, v in stroke.items()}, "train_seconds": round(train_s, 1),
                   "fold_dir": str(fold_dir), "timings_seconds": {k: round(v, 1) for k, v in pipe.timings}}
         write_json_atomic(result_file, result)
-        print(f"[{index}/{total}] {run.name}: Dice {result['dice']} (ISLES), lesion F1 {result['lesion_f1']}",
-              flush=True)
+        scores = ", ".join(f"{label} {result[key]:.3f}" if result[key] is not None else f"{label} n/a"
+                           for key, label in (("dice", "Dice (ISLES)"), ("lesion_f1", "lesion F1")))
+        print(f"[{index}/{total}] {run.name}: {scores}", flush=True)
         return result
 
     # ---- report -------------------------------------------------------------------------------
