@@ -176,10 +176,20 @@ class ExperimentRunner:
         dataset_json = json.loads((self.raw / "dataset.json").read_text())
         ending = dataset_json.get("file_ending", ".nii.gz")
         n_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
-        if prof.shrink and not (self.pre / f"{prof.plans}.json").is_file():
+        plans_file = self.pre / f"{prof.plans}.json"
+        if prof.shrink and not plans_file.is_file():
             self.pipe.run("shrink plans", ["nnsynth", "shrink-plans", "-d", cfg.dataset_id, "--plans-name",
                                            prof.plans, "--patch-size", prof.patch, prof.patch, prof.patch,
                                            "--stages", prof.stages, "--base-features", prof.base_features])
+        elif prof.shrink:  # plans made earlier must be the ones this profile asks for
+            made = json.loads(plans_file.read_text())["configurations"][CONFIGURATION]
+            stages = made["architecture"]["arch_kwargs"]["n_stages"]
+            if list(made["patch_size"]) != [prof.patch] * 3 or stages != prof.stages:
+                raise NNSynthError(f"{plans_file} has patch {made['patch_size']} and {stages} stages, the profile "
+                                   f"asks for {prof.patch}^3 and {prof.stages}: pass --plans with a new name (made "
+                                   "for you) or matching --patch/--stages")
+        elif not plans_file.is_file():
+            raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name})")
         train_ids = _case_ids(self.raw / "labelsTr", ending)
         test_from_ts = _case_ids(self.raw / "labelsTs", ending)
         if test_from_ts and cfg.test_cases is None:
