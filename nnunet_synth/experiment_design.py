@@ -57,7 +57,8 @@ PROFILES = {
     "cpu-small": Profile("cpu-small", plans="nnsynthCPU", shrink=True, patch=32, stages=4, base_features=8,
                          epochs=60, iterations=25, val_iterations=2, device="cpu", maskgan_steps=300,
                          translator_steps=200, maskgan_args=("--gen-filters", "64"),
-                         translator_args=("--filters", "16", "--max-filters", "128", "--crop", "48")),
+                         translator_args=("--filters", "16", "--max-filters", "128", "--crop", "48",
+                                          "--disc-filters", "16,32,64,128")),
     # nnU-Net's normal plans and budget (1000 x 250) on a GPU, generators as in the paper's order of magnitude
     "paper": Profile("paper", plans="nnUNetPlans", shrink=False, patch=0, stages=0, base_features=0,
                      epochs=1000, iterations=250, val_iterations=50, device="cuda", maskgan_steps=20000,

@@ -36,6 +36,19 @@ def strip(src: Path, dst: Path) -> int:
     return dst.stat().st_size
 
 
+def successful_commands(log: Path) -> list[tuple[str, float]]:
+    """(command, seconds) of every step of this and earlier builds that finished, read from the pipeline log."""
+    done, last = [], None
+    for line in log.read_text().splitlines():
+        if line.startswith("$ "):  # logged twice: as typed and with the console script's full path
+            program, _, rest = line[2:].partition(" ")
+            last = f"{Path(program).name} {rest}"
+        elif line.startswith("=== ") and ": done in " in line and last is not None:
+            done.append((last, float(line.rsplit("done in ", 1)[1].split()[0])))
+            last = None
+    return done
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="scratch folder for the nnU-Net folders")
@@ -46,6 +59,7 @@ def main() -> None:
     ap.add_argument("--translator-filters", type=int, default=16)
     ap.add_argument("--translator-max-filters", type=int, default=128)
     ap.add_argument("--crop", default="48")
+    ap.add_argument("--disc-filters", default="16,32,64,128", help="PatchGAN filters (4 layers fit a 48 crop)")
     args = ap.parse_args()
     work = args.work.resolve()
     env = nnunet_environment(work)
@@ -74,12 +88,15 @@ def main() -> None:
     for kind, cmd, steps in (
             ("maskgan", ["nnsynth", "train-maskgan"], args.maskgan_steps),
             ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix", "--filters", args.translator_filters,
-                         "--max-filters", args.translator_max_filters, "--crop", args.crop], args.translator_steps)):
-        if (gen / f"{kind}_fold0.pt").is_file():
+                         "--max-filters", args.translator_max_filters, "--crop", args.crop, "--disc-filters",
+                         args.disc_filters], args.translator_steps)):
+        final, latest = gen / f"{kind}_fold0.pt", gen / f"{kind}_fold0_latest.pt"
+        if final.is_file() and load_checkpoint(final).step >= steps:
             continue
+        resume = ["--continue"] if latest.is_file() else []  # more steps: resume exactly where it stopped
         t0 = time.perf_counter()
         run(f"train {kind}", [*cmd, "-d", DATASET_ID, "--fold", 0, "--device", "cpu", "--steps", steps,
-                              "--save-every", steps, "--no-progress"])
+                              "--save-every", steps, "--no-progress", *resume])
         timings[kind] = round(time.perf_counter() - t0)
     reports = work / "reports"
     run("mask GAN report", ["nnsynth", "maskgan-report", "-d", DATASET_ID, "--fold", 0, "--n", 200,
@@ -87,7 +104,14 @@ def main() -> None:
     run("translator report", ["nnsynth", "translator-report", "-d", DATASET_ID, "--fold", 0, "--checkpoint",
                               gen / "pix2pix_fold0.pt", "-o", reports / "pix2pix"])
     sizes = {kind: strip(gen / f"{kind}_fold0.pt", DEFAULTS_DIR / FILES[kind]) for kind in FILES}
+    history = successful_commands(work / "build.log")
+    setup = [c for c, _ in history if c.startswith(("nnsynth demo-cohort", "nnUNetv2_plan_and_preprocess"))][:2]
     for kind in FILES:
+        trained = [(c, t) for c, t in history
+                   if c.startswith("nnsynth train-maskgan" if kind == "maskgan" else "nnsynth train-translator")]
+        timings[kind] = round(sum(t for _, t in trained))
+        report = f"nnsynth {'maskgan' if kind == 'maskgan' else 'translator'}-report"
+        card_commands = setup + [c for c, _ in trained] + [c for c, _ in history if c.startswith(report)][-1:]
         ckpt = load_checkpoint(DEFAULTS_DIR / FILES[kind])
         n_params = sum(t.numel() for t in ckpt.state_dicts["generator"].values() if isinstance(t, torch.Tensor))
         report_md = (reports / kind / "report.md").read_text()
@@ -95,7 +119,7 @@ def main() -> None:
             f"# Embedded default {kind} generator (demo cohort)\n\n"
             f"- **File**: `{FILES[kind]}` ({sizes[kind] / 1e6:.1f} MB, {n_params / 1e6:.2f} M parameters, "
             f"generator weights only); {ckpt.step} training steps"
-            + (f", {timings[kind]} s on a 2-core CPU" if kind in timings else "") + ".\n"
+            + f", {timings[kind]} s of training wall time on a 2-core CPU shared with other jobs.\n"
             f"- **Data**: `nnsynth demo-cohort --dataset-id {DATASET_ID} --subjects {args.subjects} --spacing "
             f"{args.spacing:g}` (seed 0), preprocessed by nnU-Net 2.8.1 (3d_fullres, spacing "
             f"{ckpt.dataset_fingerprint().spacing} mm, z-score per channel). Trained on the {len(split['train'])} "
@@ -106,7 +130,7 @@ def main() -> None:
             "It has seen most of the demo cohort's training subjects, so it must not be used for a data-scarce "
             "comparison on that cohort (`nnsynth experiment --generators learned` trains per subsample).\n"
             "- **Not for**: real MRI. Any other dataset must train its own generator.\n\n"
-            f"## Commands (run by `scripts/build_default_generators.py`)\n\n```\n" + "\n".join(commands)
+            f"## Commands (run by `scripts/build_default_generators.py`)\n\n```\n" + "\n".join(card_commands)
             + "\n```\n\n## Measured figures\n\n" + report_md)
         print(f"{kind}: {DEFAULTS_DIR / FILES[kind]} ({sizes[kind] / 1e6:.1f} MB)")
     print(f"total {sum(sizes.values()) / 1e6:.1f} MB; env {os.environ.get('nnUNet_results', '')}")
