@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from dataset_tools.raw_dataset import ANATOMICAL_LABELS
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.json_files import write_json_atomic
 
 LABELMAP_FOLDERS = {"Tr": "labelmapsTr", "Ts": "labelmapsTs"}
 TISSUES = ("csf", "gray_matter", "white_matter")
@@ -409,13 +410,6 @@ def _run_tasks(tasks: list[LabelmapTask], num_processes: int, progress: bool) ->
     return errors
 
 
-def _write_json_atomically(path: Path, content: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def make_labelmaps(dataset_id: int, channel: str | None = None, contrast: str | None = None,
                    source: Path | None = None, mapping: dict | None = None, pattern: str | None = None,
                    output: Path | None = None, overwrite: bool = False, include_test: bool = False,
@@ -476,7 +470,7 @@ def make_labelmaps(dataset_id: int, channel: str | None = None, contrast: str | 
             shutil.rmtree(stage, ignore_errors=True)
     if "anatomical_labels" not in dataset_json:
         dataset_json["anatomical_labels"] = labels
-        _write_json_atomically(folder / "dataset.json", dataset_json)
+        write_json_atomic(folder / "dataset.json", dataset_json)
     result = {"dataset": folder.name, "cases": sum(len(t) for _, _, t in staged), "channel": channels[index],
               "contrast": chosen if source is None else None, "source": str(source) if source else None,
               "outputs": [str(target) for _, target in plan]}

@@ -7,15 +7,13 @@ patient's cases in one fold; nnU-Net reads the file from $nnUNet_preprocessed/Da
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from nnunet_synth.json_files import write_json_atomic
 from nnunet_synth.paths import env_dir
 
 DEFAULT_FOLDS = 5
@@ -51,10 +49,4 @@ def write_splits(dataset_folder_name: str, splits: list[dict[str, list[str]]]) -
     """Write splits_final.json atomically into $nnUNet_preprocessed/<dataset folder>/."""
     folder = env_dir("nnUNet_preprocessed") / dataset_folder_name
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "splits_final.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".splits_final.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(splits, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, target)
-    return target
+    return write_json_atomic(folder / "splits_final.json", splits)

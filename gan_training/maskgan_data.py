@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,17 +21,11 @@ from scipy import ndimage
 
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.fingerprint import PreprocessedDataset
+from nnunet_synth.json_files import write_json_atomic
 from nnunet_synth.lesion_geometry import bbox, lesion_centre, to_normalized
 
 MIN_LESION_VOXELS = 20  # the seed paper trained only on masks with >= 20 lesion voxels
 CLUSTER_MM = 10.0  # lesion components closer than this form one training sample
-
-
-def _write_json_atomic(path: Path, content: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(content, fh, indent=4)
-    os.replace(tmp, path)
 
 
 def fold_case_ids(pre: PreprocessedDataset, fold: int | str) -> tuple[list[str], list[str]]:
@@ -57,7 +48,7 @@ def fold_case_ids(pre: PreprocessedDataset, fold: int | str) -> tuple[list[str],
             raise NNSynthError(f"{len(identifiers)} cases are too few for nnU-Net's 5-fold split; write "
                                f"{splits_file} yourself or use --fold all")
         splits = generate_crossval_split(identifiers, seed=12345, n_splits=5)
-        _write_json_atomic(splits_file, splits)
+        write_json_atomic(splits_file, splits, indent=4)
     if fold < len(splits):
         train, val = list(splits[fold]["train"]), list(splits[fold]["val"])
     else:  # nnU-Net's fallback: seeded random 80:20 split

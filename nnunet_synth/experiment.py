@@ -33,9 +33,9 @@ from nnunet_synth.experiment_design import (
     profile_with,
     subsample,
     subset_key,
-    write_json_atomic,
 )
 from nnunet_synth.experiment_report import aggregate, csv_text, markdown_table, plot_dice, runs_csv_text
+from nnunet_synth.json_files import write_json_atomic
 from nnunet_synth.pipeline import Pipeline, nnunet_environment
 
 CONFIGURATION = "3d_fullres"

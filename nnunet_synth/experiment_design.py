@@ -12,14 +12,13 @@ nnU-Net's per-epoch pseudo Dice needs some keys, but no real case may be withhel
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.json_files import write_json_atomic
 
 ARMS = ("real", "synth", "synth-only")
 TRAINERS = {  # (arm, generators) -> trainer
@@ -119,14 +118,6 @@ def choose_test_set(case_ids: list[str], n_test: int) -> list[str]:
                            f"out of {len(case_ids)}")
     order = np.random.default_rng(20101006).permutation(len(case_ids))
     return sorted(case_ids[i] for i in order[:n_test])
-
-
-def write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def default_splits(case_ids: list[str]) -> list[dict[str, list[str]]]:

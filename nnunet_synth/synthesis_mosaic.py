@@ -57,11 +57,11 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
     dataset = infer_dataset_class(str(pre.data_folder))(str(pre.data_folder), identifiers=train_ids)
     raw = require_dataset(dataset_id, "nnUNet_raw")
     rng = np.random.default_rng(seed)
-    real_cases = []
-    with_lesion = [c for c in train_ids if (np.asarray(dataset.load_case(c)[1]) > 0).any()]
-    for case in (with_lesion + [c for c in train_ids if c not in with_lesion])[:n]:
+    loaded = {}
+    for case in train_ids:  # cases with a lesion first, then the others, n in all
         data, seg, _, _ = dataset.load_case(case)
-        real_cases.append((f"real {case}", np.asarray(data), np.asarray(seg)))
+        loaded[case] = (f"real {case}", np.asarray(data), np.asarray(seg))
+    real_cases = sorted(loaded.values(), key=lambda c: not (c[2] > 0).any())[:n]
     rows = [("real", real_cases)]
     skipped = {}
     for lesions, renderer in engines:
