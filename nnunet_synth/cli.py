@@ -1,13 +1,14 @@
 """The `nnsynth` command line.
 
-Sub-commands live next to the code they drive. Sibling packages (trainers, dataset_tools,
-gan_training) contribute theirs through the ``nnsynth.commands`` entry-point group, so this package
+Sub-commands live next to the code they drive. Sibling packages (nnsynth_trainers, nnsynth_datasets,
+nnsynth_gan) contribute theirs through the ``nnsynth.commands`` entry-point group, so this package
 never imports them (DESIGN.md: dependencies point towards nnunet_synth only).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -16,6 +17,12 @@ from nnunet_synth import __version__
 from nnunet_synth.errors import NNSynthError
 
 ENTRY_POINT_GROUP = "nnsynth.commands"
+
+
+def register_modules(subparsers: argparse._SubParsersAction, modules: Sequence[str]) -> None:
+    """Let each module add its sub-command (``add_parser``); modules are imported only here."""
+    for name in modules:
+        importlib.import_module(name).add_parser(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,13 @@
-"""`nnsynth` sub-commands that belong to nnunet_synth itself."""
+"""`nnsynth` sub-commands of nnunet_synth itself (registered through the nnsynth.commands entry point)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
-COMMAND_MODULES = ("nnunet_synth.plans_cli", "nnunet_synth.evaluate_cli", "nnunet_synth.demo",
-                   "nnunet_synth.experiment")
+from nnunet_synth.cli import register_modules
+
+COMMAND_MODULES: tuple[str, ...] = ("nnunet_synth.nnunet_io.plans_cli", "nnunet_synth.evaluation.cli")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+    register_modules(subparsers, COMMAND_MODULES)

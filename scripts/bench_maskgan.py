@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunet_synth.lesion_sampling import LocationPrior, MaskSampler
+from nnunet_synth.lesions.maskgan import LocationPrior, MaskSampler
 from nnunet_synth.models.maskgan import MaskGANConfig, MaskGenerator
 
 
@@ -64,7 +64,7 @@ def main() -> None:
                                                                                            args.device))]
     patch = args.patch
     if args.dataset_id is not None:
-        from nnunet_synth.fingerprint import dataset_fingerprint
+        from nnunet_synth.nnunet_io.preprocessed import dataset_fingerprint
 
         patch = list(dataset_fingerprint(args.dataset_id, args.plans, args.configuration).patch_size)
     if patch:

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan_training.maskgan_data import fold_case_ids
-from gan_training.translator_data import anatomy_classes, crop_or_pad, fit_space, load_cases
+from nnsynth_gan.translator.data import anatomy_classes, crop_or_pad, fit_space, load_cases
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.fingerprint import open_preprocessed
+from nnunet_synth.nnunet_io.folds import fold_case_ids
+from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
 from nnunet_synth.renderers import GaussianMixtureRenderer
-from nnunet_synth.translator_renderer import TRANSLATOR_KINDS, TranslatorRenderer, TranslatorSpace, translator_classes
+from nnunet_synth.renderers.translator import TRANSLATOR_KINDS, TranslatorRenderer, TranslatorSpace, translator_classes
 
 PAPER_SIZE = (128, 128, 32)
 DEMO_LABELS = {"background": 0, "csf": 1, "gray_matter": 2, "white_matter": 3, "lesion": 4}

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from nnunet_synth.checkpoint import load_checkpoint, save_checkpoint
-from nnunet_synth.default_generators import DEFAULTS_DIR, FILES, model_card
-from nnunet_synth.pipeline import Pipeline, nnunet_environment
+from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
+from nnunet_synth.generators.checkpoint import load_checkpoint, save_checkpoint
+from nnunet_synth.generators.defaults import DEFAULTS_DIR, FILES, model_card
 
 DATASET_ID = 990
 

@@ -1,6 +1,6 @@
 """A tiny ellipsoid-brain phantom dataset in nnU-Net raw format, for fast unit tests.
 
-Real anatomy comes from the demo cohort (dataset_tools); this phantom only needs the right
+Real anatomy comes from the demo cohort (nnsynth_datasets); this phantom only needs the right
 structure: two channels, lesion masks, anatomical label maps with the standard classes.
 """
 

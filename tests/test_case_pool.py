@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from nnunet_synth.case_pool import CasePool
+from nnunet_synth.feeding.pool import CasePool
 
 
 def test_pool_serves_each_case_at_most_max_uses_when_generation_keeps_up():

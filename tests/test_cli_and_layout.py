@@ -40,7 +40,7 @@ def test_nnunet_finds_the_trainer_through_nnunet_extTrainer(capsys, monkeypatch)
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f;"
             "c = f('nnUNetTrainerSynth'); print(c.__module__, c.synth_fraction)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().endswith("trainers.synth_trainer 0.5")
+    assert out.strip().endswith("nnsynth_trainers.synth_trainer 0.5")
 
 
 def _imported_top_level_packages(package: Path) -> set[str]:
@@ -55,7 +55,7 @@ def _imported_top_level_packages(package: Path) -> set[str]:
 
 
 def test_nnunet_synth_never_imports_its_siblings():
-    forbidden = {"trainers", "gan_training", "dataset_tools"}
+    forbidden = {"nnsynth_trainers", "nnsynth_gan", "nnsynth_datasets"}
     assert not (_imported_top_level_packages(ROOT / "nnunet_synth") & forbidden)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fake_cohorts import isles15_file, load, make_atlas2, make_folder, make_isles15, raw_entries
 
-from dataset_tools.splits import grouped_kfold
+from nnsynth_datasets.splits import grouped_kfold
 from nnunet_synth.cli import main
 
 
@@ -185,7 +185,7 @@ def test_parallel_workers_report_problems_and_write_nothing(tmp_path: Path, nnun
 
 def test_isles15_mask_folder_matched_by_ot(tmp_path: Path) -> None:
     """Released SISS trees also name the mask folder VSD.Brain_3more.XX.O.OT.<id>: any *OT* part counts."""
-    from dataset_tools.convert import isles15
+    from nnsynth_datasets.convert import isles15
 
     root = make_isles15(tmp_path / "SISS2015", cases=2)
     old = next((root / "Training" / "2").glob("*.OT.*"))

@@ -20,7 +20,7 @@ from fake_cohorts import (
     save,
 )
 
-from dataset_tools.convert import isles22
+from nnsynth_datasets.convert import isles22
 from nnunet_synth.cli import main
 
 
@@ -71,7 +71,7 @@ def test_channel_subset_and_order(tmp_path: Path, nnunet_env: dict) -> None:
 
 def test_flair_resampled_in_physical_space(tmp_path: Path) -> None:
     """A FLAIR that is a linear ramp in world x, on a rotated, flipped grid, stays that ramp on the DWI grid."""
-    from dataset_tools.convert.resample import resample_onto
+    from nnsynth_datasets.convert.resample import resample_onto
 
     ref_affine = affine_for(SHAPE)
     theta = np.deg2rad(20)

@@ -165,7 +165,7 @@ def test_existing_dataset_id(tmp_path: Path, nnunet_env: dict, capsys) -> None:
 
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path, nnunet_env: dict, monkeypatch) -> None:
-    from dataset_tools.convert import writer
+    from nnsynth_datasets.convert import writer
 
     src = tmp_path / "src"
     make_folder(src, cases=3, channels=1)

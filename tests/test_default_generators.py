@@ -2,15 +2,14 @@
 demo cohort of the same set-up and refuse everything else with a message that says how to train one."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 from conftest import plan_and_preprocess
 
-from nnunet_synth.checkpoint import load_checkpoint
-from nnunet_synth.default_generators import DEMO_MARKER, FILES, default_checkpoint, embedded_for, model_card
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.generators.checkpoint import load_checkpoint
+from nnunet_synth.generators.defaults import DEMO_MARKER, FILES, default_checkpoint, embedded_for, model_card
 
 
 def _shipped(kind):
@@ -34,8 +33,8 @@ def test_defaults_ship_under_20_mb_with_model_cards():
 
 
 def test_defaults_generate_masks_and_images():
-    from nnunet_synth.lesion_sampling import MaskSampler
-    from nnunet_synth.translator_renderer import TranslatorRenderer
+    from nnunet_synth.lesions.maskgan import MaskSampler
+    from nnunet_synth.renderers.translator import TranslatorRenderer
 
     sampler = MaskSampler.from_checkpoint(_shipped("maskgan")[0])
     masks = sampler.sample(4, seed=0)
@@ -68,21 +67,18 @@ def test_only_a_matching_demo_cohort_gets_the_defaults():
 def test_trainer_engine_falls_back_to_the_defaults_on_a_demo_cohort(nnunet_env):
     import os
 
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-
-    from dataset_tools.demo_cohort import make_demo_cohort
-    from nnunet_synth.engine_builder import build_engine
+    from nnsynth_datasets.demo_cohort.cohort import make_demo_cohort
+    from nnunet_synth.feeding.nnunet_format import to_nnunet_case
+    from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.synthesis.builder import build_engine
 
     spacing = _shipped("maskgan")[1].spacing
-    raw = make_demo_cohort(987, subjects=4, seed=5, spacing=spacing, progress=False)
+    make_demo_cohort(987, subjects=4, seed=5, spacing=spacing, progress=False)
     plan_and_preprocess(987, dict(os.environ))
-    pre = nnunet_env["nnUNet_preprocessed"] / raw.name
-    folder = pre / "nnUNetPlans_3d_fullres"
-    dataset = infer_dataset_class(str(folder))(str(folder))
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    pre = open_preprocessed(987)
     messages = []
-    engine = build_engine(dataset, list(dataset.identifiers), raw, pre, plans, "3d_fullres", log=messages.append,
-                          lesions="maskgan", renderer="pix2pix", dataset_id=987, fold=0)
+    engine = build_engine(pre, pre.identifiers(), lesions="maskgan", renderer="pix2pix", fold=0,
+                          log=messages.append)
     assert any("embedded default" in m for m in messages)
-    case = engine.make_case(np.random.default_rng(0))
+    case = to_nnunet_case(engine.make_case(np.random.default_rng(0)))
     assert case.data.shape[0] == 2 and np.isfinite(case.data).all() and set(np.unique(case.seg)) <= {-1, 0, 1}

@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dataset_tools import demo_cohort
-from dataset_tools.demo_anatomy import load_template
-from dataset_tools.demo_cohort import make_demo_cohort, plan_cohort, simulate_subject
-from dataset_tools.demo_lesions import plan_infarcts
+from nnsynth_datasets.demo_cohort import cohort as demo_cohort
+from nnsynth_datasets.demo_cohort.anatomy import load_template
+from nnsynth_datasets.demo_cohort.cohort import make_demo_cohort, plan_cohort, simulate_subject
+from nnsynth_datasets.demo_cohort.lesions import plan_infarcts
 from nnunet_synth.cli import main
 
 TINY = ["--spacing", "4"]  # 4 mm grid: about 40x50x42 voxels per subject

@@ -118,7 +118,7 @@ def test_experiment_with_learned_generators_and_a_held_out_test_set(phantom_prep
     assert not set(design["subsets"]["n3_seed0"]["cases"]) & set(test_cases)
     results = tmp_path / "nnUNet_results" / "Dataset900_Phantom"
     for kind in ("maskgan", "pix2pix"):
-        from nnunet_synth.checkpoint import load_checkpoint
+        from nnunet_synth.generators.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(results / "nnsynth" / f"{kind}_fold{fold}.pt")
         assert set(ckpt.extra["train_case_ids"]) <= set(design["subsets"]["n3_seed0"]["cases"])

@@ -5,8 +5,7 @@ import math
 
 import pytest
 
-from nnunet_synth.errors import NNSynthError
-from nnunet_synth.experiment_design import (
+from nnsynth_experiments.design import (
     assign_folds,
     check_same_training,
     choose_test_set,
@@ -14,7 +13,8 @@ from nnunet_synth.experiment_design import (
     profile_with,
     subsample,
 )
-from nnunet_synth.experiment_report import aggregate, csv_text, markdown_table, plot_dice
+from nnsynth_experiments.report import aggregate, csv_text, markdown_table, plot_dice
+from nnunet_synth.errors import NNSynthError
 
 POOL = [f"case_{i:03d}" for i in range(30)]
 

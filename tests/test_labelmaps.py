@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from phantom import LABELS, write_phantom_dataset
 
-from dataset_tools.labelmaps import dice_per_class, labelmap_agreement, pick_channel, relabel
+from nnsynth_datasets.labelmaps.agreement import dice_per_class, labelmap_agreement
+from nnsynth_datasets.labelmaps.estimate import pick_channel
+from nnsynth_datasets.labelmaps.imported import relabel
 from nnunet_synth.cli import main
 from nnunet_synth.errors import NNSynthError
 
@@ -141,8 +143,8 @@ def test_dice_and_relabel() -> None:
 
 def test_demo_cohort_agreement(nnunet_env: dict, tmp_path: Path) -> None:
     """On the demo cohort (known maps, DWI/ADC only) the default channel is ADC and beats DWI."""
-    demo = pytest.importorskip("dataset_tools.demo_cohort")
-    from dataset_tools.labelmaps import make_labelmaps
+    demo = pytest.importorskip("nnsynth_datasets.demo_cohort.cohort")
+    from nnsynth_datasets.labelmaps.make import make_labelmaps
 
     folder = demo.make_demo_cohort(991, subjects=4, spacing=4.0, test_fraction=0.25, progress=False)
     truth = folder / "labelmapsTr"

@@ -1,6 +1,6 @@
 import numpy as np
 
-from nnunet_synth.lesion_bank import extract_lesion_case, place_lesion_case
+from nnunet_synth.lesions.real import extract_lesion_case, place_lesion_case
 
 
 def test_extract_and_place_keeps_shape_inside_allowed_tissue():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_synth.checkpoint import GeneratorCheckpoint, config_to_dict, load_checkpoint, save_checkpoint
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.fingerprint import DatasetFingerprint
-from nnunet_synth.lesion_geometry import place_box
-from nnunet_synth.lesion_sampling import LocationPrior, MaskSampler, place_lesion
+from nnunet_synth.generators.checkpoint import GeneratorCheckpoint, config_to_dict, load_checkpoint, save_checkpoint
+from nnunet_synth.lesions.geometry import place_box
+from nnunet_synth.lesions.maskgan import LocationPrior, MaskSampler, place_lesion
 from nnunet_synth.models.maskgan import MaskCritic, MaskGANConfig, MaskGenerator, binarized_volume_ml, gradient_penalty
+from nnunet_synth.nnunet_io.fingerprint import DatasetFingerprint
 
 torch.set_num_threads(1)
 
@@ -112,7 +112,7 @@ def test_placement_stays_in_parenchyma_and_cuts_outside_brain():
 
 
 def test_lesion_clusters_keep_satellites_and_split_distant_infarcts():
-    from gan_training.maskgan_data import choose_box_shape, crop_to_box, lesion_clusters
+    from nnsynth_gan.maskgan.data import choose_box_shape, crop_to_box, lesion_clusters
 
     lesion = np.zeros((40, 40, 40), bool)
     lesion[5:10, 5:10, 5:10] = True  # infarct

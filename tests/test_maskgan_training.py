@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from gan_training import maskgan_cli
-from gan_training.maskgan_data import fold_case_ids
-from gan_training.train_maskgan import TrainOptions, train_maskgan
-from nnunet_synth.checkpoint import checkpoint_path, load_checkpoint
+from nnsynth_gan.maskgan import cli as maskgan_cli
+from nnsynth_gan.maskgan.train import TrainOptions, train_maskgan
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.fingerprint import dataset_fingerprint, open_preprocessed
-from nnunet_synth.lesion_sampling import MaskSampler
+from nnunet_synth.generators.checkpoint import load_checkpoint
+from nnunet_synth.generators.lookup import checkpoint_path
+from nnunet_synth.lesions.maskgan import MaskSampler
+from nnunet_synth.nnunet_io.folds import fold_case_ids
+from nnunet_synth.nnunet_io.preprocessed import dataset_fingerprint, open_preprocessed
 
 torch.set_num_threads(1)
 

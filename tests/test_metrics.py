@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nnunet_synth.cli import main
-from nnunet_synth.metrics import dice, lesion_f1, lesion_metrics
+from nnunet_synth.evaluation.metrics import dice, lesion_f1, lesion_metrics
 
 
 def test_both_empty_scores_perfect():

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_synth.anatomy import AnatomyClasses
-from nnunet_synth.mixing import is_synthetic_key
+from nnunet_synth.feeding.mixing import is_synthetic_key
+from nnunet_synth.feeding.nnunet_format import to_nnunet_case
+from nnunet_synth.synthesis.anatomy import AnatomyClasses
 
 
 def _trainer(paths, cls_name="nnUNetTrainerSynth"):
-    import trainers.synth_trainer as mod
+    import nnsynth_trainers.synth_trainer as mod
 
     pre = paths["nnUNet_preprocessed"] / "Dataset900_Phantom"
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
@@ -48,15 +49,15 @@ def test_forked_augmentation_workers_get_cases_generated_in_the_main_process(pha
     trainer = _trainer(phantom_env)
     dl_train, dl_val = trainer.get_dataloaders()
     try:
-        assert trainer.synth_dataset.engine is None   # the copies in the workers cannot generate
+        assert trainer.synth_supply.mode == "feed"   # the copies in the workers cannot generate
         for _ in range(4):
             batch = next(dl_train)
             assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
             assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
-        assert trainer.case_feed.produced >= 1
+        assert trainer.synth_supply.feed.produced >= 1
         assert "fed to the augmentation workers" in open(trainer.log_file).read()
     finally:
-        trainer.case_feed.close()
+        trainer.synth_supply.close()
         for loader in (dl_train, dl_val):
             loader._finish()
 
@@ -71,19 +72,14 @@ def test_synthetic_only_variant_and_budget_from_environment(phantom_env, monkeyp
 
 
 def test_engine_cases_are_valid_and_seeded(phantom_env):
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.synthesis.builder import build_engine
 
-    from nnunet_synth.engine_builder import build_engine
-
-    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
-    folder = pre / "nnUNetPlans_3d_fullres"
-    ds = infer_dataset_class(str(folder))(str(folder))
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    engine = build_engine(ds, list(ds.identifiers), phantom_env["nnUNet_raw"] / "Dataset900_Phantom", pre, plans,
-                          "3d_fullres", log=lambda *a: None)
-    classes = AnatomyClasses.from_dataset_json(json.loads((pre / "dataset.json").read_text()))
-    a = engine.make_case(np.random.default_rng(3))
-    b = engine.make_case(np.random.default_rng(3))
+    pre = open_preprocessed(900)
+    engine = build_engine(pre, pre.identifiers(), log=lambda *a: None)
+    classes = AnatomyClasses.from_dataset_json(pre.dataset_json)
+    a = to_nnunet_case(engine.make_case(np.random.default_rng(3)))
+    b = to_nnunet_case(engine.make_case(np.random.default_rng(3)))
     np.testing.assert_array_equal(a.data, b.data)
     data, seg = a.data, a.seg
     assert data.dtype == np.float32 and data.shape[0] == 2 and seg.shape == (1, *data.shape[1:])
@@ -147,10 +143,10 @@ def test_learned_generator_variants_use_the_trained_generators(phantom_env):
                 batch = next(dl_train)
                 assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
                 assert set(torch.unique(batch["target"][0]).tolist()) <= {-1.0, 0.0, 1.0}
-            case = trainer.synth_engine.make_case(np.random.default_rng(0))
+            case = to_nnunet_case(trainer.synth_engine.make_case(np.random.default_rng(0)))
             assert case.properties["nnsynth_lesion_source"] == source
             assert case.data.shape[0] == 2 and np.isfinite(case.data).all()
             assert (case.labelmap[case.seg[0] == 1] == 4).all()
-            trainer.synth_dataset.pool.close()
+            trainer.synth_supply.close()
     finally:
         shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnsynth", ignore_errors=True)

@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from gan_training import translator_cli
-from gan_training.maskgan_data import fold_case_ids
-from gan_training.train_translator import TrainOptions, TrainResult, train_translator
-from nnunet_synth.checkpoint import checkpoint_path, load_checkpoint
+from nnsynth_gan.translator import cli as translator_cli
+from nnsynth_gan.translator.train import TrainOptions, TrainResult, train_translator
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.fingerprint import open_preprocessed
+from nnunet_synth.generators.checkpoint import load_checkpoint
+from nnunet_synth.generators.lookup import checkpoint_path
 from nnunet_synth.models.discriminators import MultiScaleDiscriminator
-from nnunet_synth.translator_renderer import TranslatorRenderer, TranslatorSpace, translator_classes
+from nnunet_synth.nnunet_io.folds import fold_case_ids
+from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+from nnunet_synth.renderers.translator import TranslatorRenderer, TranslatorSpace, translator_classes
 
 torch.set_num_threads(1)
 

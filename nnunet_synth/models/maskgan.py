@@ -185,11 +185,6 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def soft_volume_ml(masks: torch.Tensor, config: MaskGANConfig) -> torch.Tensor:
-    """Differentiable lesion volume of tanh masks: sum of (x+1)/2 times the voxel volume."""
-    return ((masks + 1) / 2).flatten(1).sum(dim=1) * config.voxel_ml
-
-
 def binarized_volume_ml(masks: torch.Tensor, config: MaskGANConfig) -> torch.Tensor:
     """Volume of the binarized mask (x > 0) in the forward pass, gradient of the soft volume (straight-through).
 

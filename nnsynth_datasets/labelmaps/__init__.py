@@ -1,0 +1,1 @@
+"""Anatomical label maps of real cases: estimated from an image or imported from FreeSurfer-style segmentations."""

@@ -1,0 +1,324 @@
+"""`nnsynth experiment`: the paper's data-scarce experiment on an nnU-Net dataset.
+
+For every number of real cases and seed, a subsample of the training cases becomes one extra fold
+of splits_final.json; every arm (real only, real + synthetic, synthetic only) is trained with
+nnUNetv2_train on that fold, predicts the fixed held-out test set with nnUNetv2_predict and is scored
+with nnUNetv2_evaluate_folder and `nnsynth evaluate`. With ``--generators learned`` the mask GAN and
+the pix2pix translator are trained on the fold's subsample first. Finished runs (``result.json``)
+are skipped, a half-trained nnU-Net run continues with ``--c``; every command is logged per run.
+The table (markdown + CSV, mean +/- sd over seeds) and the plot land in OUTPUT/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nnsynth_experiments.design import (
+    ARMS,
+    Profile,
+    RunSpec,
+    assign_folds,
+    check_same_training,
+    choose_test_set,
+    parse_sizes,
+    profile_with,
+    subsample,
+    subset_key,
+    trainer_class,
+)
+from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
+from nnsynth_experiments.report import aggregate, csv_text, markdown_table, plot_dice, runs_csv_text
+from nnsynth_trainers.registration import trainer_path
+from nnunet_synth.errors import NNSynthError
+from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic
+from nnunet_synth.nnunet_io.folders import NNUNetFolders
+
+CONFIGURATION = "3d_fullres"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "experiment", help="data-scarce experiment: Dice vs number of real cases, real vs synthetic arms",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--dataset-id", type=int, required=True)
+    p.add_argument("--real-cases", nargs="+", default=["10", "20", "50", "all"],
+                   help="numbers of real training cases (integers or 'all'; default 10 20 50 all)")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"], help="default: real synth")
+    p.add_argument("--seeds", type=int, default=3, help="subsamples (and trainings) per size (default 3)")
+    p.add_argument("--profile", choices=("cpu-small", "paper"), default="cpu-small",
+                   help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget")
+    p.add_argument("--generators", choices=("gmm", "learned"), default="gmm",
+                   help="gmm: real lesions + Gaussian-mixture renderer fitted per fold; learned: mask GAN + "
+                        "pix2pix trained per fold on the subsample (default gmm)")
+    p.add_argument("--test-cases", type=int, default=None,
+                   help="held-out test cases taken from labelsTr when the dataset has no labelsTs "
+                        "(default: a fifth)")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="runs trained side by side (on a CPU each gets cores/jobs torch threads; default 1)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="experiment folder (default $nnUNet_results/DatasetXXX_Name/nnsynth_experiment_<profile>)")
+    g = p.add_argument_group("profile overrides")
+    for name, kind in (("epochs", int), ("iterations", int), ("val-iterations", int), ("patch", int),
+                       ("stages", int), ("base-features", int), ("maskgan-steps", int), ("translator-steps", int)):
+        g.add_argument(f"--{name}", type=kind, default=None)
+    g.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    g.add_argument("--maskgan-args", type=shlex.split, default=None,
+                   help="extra train-maskgan arguments, one quoted string (e.g. \"--gen-filters 64\")")
+    g.add_argument("--translator-args", type=shlex.split, default=None,
+                   help="extra train-translator arguments, one quoted string (e.g. \"--filters 16 --crop 48\")")
+    g.add_argument("--plans", default=None, help="plans identifier to train with")
+    g.add_argument("--final-validation", action="store_true", default=None,
+                   help="also run nnU-Net's final validation of each fold (the test set is scored anyway)")
+    p.set_defaults(func=main)
+
+
+@dataclass
+class ExperimentConfig:
+    dataset_id: int
+    sizes: list[str]
+    arms: list[str]
+    seeds: int
+    profile: Profile
+    generators: str = "gmm"
+    test_cases: int | None = None
+    output: Path | None = None
+    jobs: int = 1
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    overrides = {k: getattr(args, k) for k in ("epochs", "iterations", "val_iterations", "patch", "stages",
+                                               "base_features", "maskgan_steps", "translator_steps", "device",
+                                               "plans", "final_validation", "maskgan_args", "translator_args")}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return ExperimentConfig(dataset_id=args.dataset_id, sizes=list(args.real_cases), arms=list(args.arms),
+                            seeds=args.seeds, profile=profile_with(args.profile, **overrides),
+                            generators=args.generators, test_cases=args.test_cases, output=args.output,
+                            jobs=args.jobs)
+
+
+def main(args: argparse.Namespace) -> int:
+    summary = run_experiment(config_from_args(args))
+    print("\n" + summary["table_markdown"])
+    print(f"\nexperiment folder: {summary['output']}")
+    return 0
+
+
+def _case_ids(folder: Path, ending: str) -> list[str]:
+    return sorted(p.name[: -len(ending)] for p in folder.glob(f"*{ending}")) if folder.is_dir() else []
+
+
+def _has_lesion(label_file: Path) -> bool:
+    import nibabel as nib
+    import numpy as np
+
+    return bool(np.asarray(nib.load(str(label_file)).dataobj).any())
+
+
+def _link_test_set(raw: Path, test_ids: list[str], from_test: bool, out: Path, n_channels: int,
+                   ending: str) -> tuple[Path, Path]:
+    """Folders of symlinks holding exactly the test cases' images and labels (what predict/evaluate read)."""
+    images, labels = out / "test_images", out / "test_labels"
+    img_src, lab_src = (raw / "imagesTs", raw / "labelsTs") if from_test else (raw / "imagesTr", raw / "labelsTr")
+    for folder in (images, labels):
+        folder.mkdir(parents=True, exist_ok=True)
+    for case in test_ids:
+        pairs = [(img_src / f"{case}_{c:04d}{ending}", images / f"{case}_{c:04d}{ending}") for c in range(n_channels)]
+        pairs.append((lab_src / f"{case}{ending}", labels / f"{case}{ending}"))
+        for src, dst in pairs:
+            if not src.is_file():
+                raise NNSynthError(f"test case {case}: {src} not found")
+            if not dst.is_symlink():
+                dst.symlink_to(src.resolve())
+    return images, labels
+
+
+class ExperimentRunner:
+    """Prepares the design once, then trains / predicts / scores each run and writes the report."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        self.prof = cfg.profile
+        env = dict(cfg.env)
+        folders = NNUNetFolders.of(cfg.dataset_id, env)
+        self.raw, self.pre = folders.raw, folders.preprocessed
+        if self.raw is None or self.pre is None or not (self.pre / "nnUNetPlans.json").is_file():
+            raise NNSynthError(f"dataset {cfg.dataset_id} must be in $nnUNet_raw and planned+preprocessed: run "
+                               f"nnUNetv2_plan_and_preprocess -d {cfg.dataset_id} -c {CONFIGURATION} first")
+        self.out = (cfg.output or folders.results / f"nnsynth_experiment_{self.prof.name}").resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.env = nnunet_environment(None, str(trainer_path()), base=env)
+        self.env.update({"NNSYNTH_EPOCHS": str(self.prof.epochs), "NNSYNTH_ITERATIONS": str(self.prof.iterations),
+                         "NNSYNTH_VAL_ITERATIONS": str(self.prof.val_iterations),
+                         "NNSYNTH_SAVE_EVERY": str(max(1, min(50, self.prof.epochs))),
+                         "NNSYNTH_FINAL_VALIDATION": "1" if self.prof.final_validation else "0"})
+        if cfg.jobs < 1:
+            raise NNSynthError(f"--jobs must be >= 1, got {cfg.jobs}")
+        if cfg.jobs > 1 and self.prof.device == "cpu":
+            self.env["NNSYNTH_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // cfg.jobs))
+        self.pipe = Pipeline(env=self.env, log_file=self.out / "experiment.log")
+
+    # ---- design -------------------------------------------------------------------------------
+    def prepare(self) -> list[RunSpec]:
+        cfg, prof = self.cfg, self.prof
+        dataset_json = json.loads((self.raw / "dataset.json").read_text())
+        ending = dataset_json.get("file_ending", ".nii.gz")
+        n_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
+        plans_file = self.pre / f"{prof.plans}.json"
+        if prof.shrink and not plans_file.is_file():
+            self.pipe.run("shrink plans", ["nnsynth", "shrink-plans", "-d", cfg.dataset_id, "--plans-name",
+                                           prof.plans, "--patch-size", prof.patch, prof.patch, prof.patch,
+                                           "--stages", prof.stages, "--base-features", prof.base_features])
+        elif prof.shrink:  # plans made earlier must be the ones this profile asks for
+            made = json.loads(plans_file.read_text())["configurations"][CONFIGURATION]
+            stages = made["architecture"]["arch_kwargs"]["n_stages"]
+            if list(made["patch_size"]) != [prof.patch] * 3 or stages != prof.stages:
+                raise NNSynthError(f"{plans_file} has patch {made['patch_size']} and {stages} stages, the profile "
+                                   f"asks for {prof.patch}^3 and {prof.stages}: pass --plans with a new name (made "
+                                   "for you) or matching --patch/--stages")
+        elif not plans_file.is_file():
+            raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name})")
+        train_ids = _case_ids(self.raw / "labelsTr", ending)
+        test_from_ts = _case_ids(self.raw / "labelsTs", ending)
+        if test_from_ts and cfg.test_cases is None:
+            test_ids, from_ts = test_from_ts, True
+        else:
+            n_test = cfg.test_cases if cfg.test_cases is not None else max(1, len(train_ids) // 5)
+            test_ids, from_ts = choose_test_set(train_ids, n_test), False
+        self.test_images, self.test_labels = _link_test_set(self.raw, test_ids, from_ts, self.out, n_channels,
+                                                            ending)
+        pool = [c for c in train_ids if c not in set(test_ids)]
+        lesion_ids = {c for c in pool if _has_lesion(self.raw / "labelsTr" / f"{c}{ending}")}
+        sizes, dropped = parse_sizes(cfg.sizes, len(pool))
+        if dropped:
+            print(f"experiment: --real-cases {', '.join(map(str, dropped))} left out: only {len(pool)} training "
+                  "cases outside the test set", flush=True)
+        subsets = {subset_key(n, s): subsample(pool, lesion_ids, n, s) for n in sizes for s in range(cfg.seeds)}
+        design_file = self.out / "experiment.json"
+        previous = json.loads(design_file.read_text()) if design_file.is_file() else {}
+        if previous:
+            check_same_training(previous, prof, cfg.generators, self.out)
+            if previous.get("test_set", {}).get("cases") != test_ids:
+                raise NNSynthError(f"{self.out} was run with another test set; use another -o folder")
+        known = {k: v["fold"] for k, v in previous.get("subsets", {}).items()}
+        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known)
+        runs = [RunSpec(n, s, arm, folds[subset_key(n, s)], trainer_class(arm, cfg.generators).__name__)
+                for n in sizes for s in range(cfg.seeds) for arm in cfg.arms]
+        design = {"dataset": self.raw.name, "profile": asdict(prof), "generators": cfg.generators,
+                  "test_set": {"source": "labelsTs" if from_ts else "held out of labelsTr", "cases": test_ids},
+                  "training_pool": pool,
+                  "subsets": {**previous.get("subsets", {}),
+                              **{k: {"fold": folds[k], "cases": v} for k, v in subsets.items()}},
+                  "runs": [r.to_dict() for r in runs]}
+        write_json_atomic(design_file, design)
+        print(f"experiment: {len(test_ids)} test cases ({design['test_set']['source']}), pool of {len(pool)} "
+              f"training cases, sizes {sizes}, {cfg.seeds} seed(s), arms {cfg.arms}: {len(runs)} runs; "
+              f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)
+        return runs
+
+    # ---- one run ------------------------------------------------------------------------------
+    def _fold_dir(self, trainer: str, fold: int) -> Path:
+        return (Path(self.env["nnUNet_results"]) / self.raw.name / f"{trainer}__{self.prof.plans}__{CONFIGURATION}"
+                / f"fold_{fold}")
+
+    def train_generators(self, runs: list[RunSpec]) -> None:
+        """Mask GAN + pix2pix per fold that needs them, one after another (before runs go side by side)."""
+        if self.cfg.generators != "learned":
+            return
+        for fold in sorted({r.fold for r in runs if r.arm != "real"}):
+            if all((self.out / "runs" / r.name / "result.json").is_file() for r in runs if r.fold == fold):
+                continue
+            self._train_generators(self.pipe, fold)
+
+    def _train_generators(self, pipe: Pipeline, fold: int) -> None:
+        gen_dir = Path(self.env["nnUNet_results"]) / self.raw.name / "nnsynth"
+        for kind, command, steps in (
+                ("maskgan", ["nnsynth", "train-maskgan", *self.prof.maskgan_args], self.prof.maskgan_steps),
+                ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix", *self.prof.translator_args],
+                 self.prof.translator_steps)):
+            if (gen_dir / f"{kind}_fold{fold}.pt").is_file():
+                continue
+            resume = ["--continue"] if (gen_dir / f"{kind}_fold{fold}_latest.pt").is_file() else []
+            pipe.run(f"train {kind} on fold {fold}", [*command, "-d", self.cfg.dataset_id, "--fold", fold,
+                                                      "--device", self.prof.device, "--steps", steps,
+                                                      "--no-progress", *resume])
+
+    def run_one(self, run: RunSpec, index: int, total: int) -> dict:
+        run_dir = self.out / "runs" / run.name
+        result_file = run_dir / "result.json"
+        if result_file.is_file():
+            print(f"[{index}/{total}] {run.name}: finished earlier, skipped", flush=True)
+            return json.loads(result_file.read_text())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        print(f"\n[{index}/{total}] {run.name}: {run.n_real} real cases (fold {run.fold}), {run.trainer}", flush=True)
+        pipe = Pipeline(env=self.env, log_file=run_dir / "run.log", quiet=self.cfg.jobs > 1)
+        ds = self.cfg.dataset_id
+        fold_dir = self._fold_dir(run.trainer, run.fold)
+        t0 = time.perf_counter()
+        if not (fold_dir / "checkpoint_final.pth").is_file():
+            resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").is_file() else []
+            pipe.run(f"train {run.name}", ["nnUNetv2_train", ds, CONFIGURATION, run.fold, "-tr", run.trainer,
+                                           "-p", self.prof.plans, "-device", self.prof.device, *resume])
+        train_s = time.perf_counter() - t0
+        pred = run_dir / "predictions"
+        pipe.run(f"predict {run.name}", ["nnUNetv2_predict", "-i", self.test_images, "-o", pred, "-d", ds, "-c",
+                                         CONFIGURATION, "-tr", run.trainer, "-p", self.prof.plans, "-f", run.fold,
+                                         "-device", self.prof.device, "--disable_tta", "-npp", 1, "-nps", 1])
+        pipe.run(f"evaluate {run.name}", ["nnUNetv2_evaluate_folder", self.test_labels, pred, "-djfile",
+                                          pred / "dataset.json", "-pfile", pred / "plans.json", "-np", 1])
+        pipe.run(f"stroke metrics {run.name}", ["nnsynth", "evaluate", self.test_labels, pred, "-o",
+                                                pred / "stroke_metrics.json"])
+        stroke = json.loads((pred / "stroke_metrics.json").read_text())["mean"]
+        nnunet_summary = json.loads((pred / "summary.json").read_text())
+        result = {**run.to_dict(), "name": run.name, "dice_nnunet": nnunet_summary["foreground_mean"]["Dice"],
+                  **stroke, "train_seconds": round(train_s, 1),
+                  "fold_dir": str(fold_dir), "timings_seconds": {k: round(v, 1) for k, v in pipe.timings}}
+        result = to_plain(result, nan_to_none=True)
+        write_json_atomic(result_file, result)
+        scores = ", ".join(f"{label} {result[key]:.3f}" if result[key] is not None else f"{label} n/a"
+                           for key, label in (("dice", "Dice (ISLES)"), ("lesion_f1", "lesion F1")))
+        print(f"[{index}/{total}] {run.name}: {scores}", flush=True)
+        return result
+
+    # ---- report -------------------------------------------------------------------------------
+    def report(self, results: list[dict]) -> dict:
+        rows = aggregate(results)
+        table = markdown_table(rows)
+        prof = self.prof
+        budget = (f"profile {prof.name}: plans {prof.plans}, {prof.epochs} epochs x {prof.iterations} iterations"
+                  + (f", patch {prof.patch}^3" if prof.shrink else "") + f", generators {self.cfg.generators}")
+        n_test = len(json.loads((self.out / "experiment.json").read_text())["test_set"]["cases"])
+        (self.out / "results.md").write_text(
+            f"# nnsynth experiment on {self.raw.name}\n\n{budget}; {n_test} held-out test cases; mean +/- sd over "
+            f"seeds (subsamples). Dice (ISLES): nnsynth evaluate, 1.0 for two empty masks; Dice (nnU-Net): "
+            f"nnUNetv2_evaluate_folder's foreground mean (both-empty cases left out).\n\n{table}\n\n"
+            "![Dice vs real cases](dice_vs_real_cases.png)\n")
+        (self.out / "results.csv").write_text(csv_text(rows))
+        (self.out / "runs.csv").write_text(runs_csv_text(results))
+        plot_dice(rows, self.out / "dice_vs_real_cases.png", f"{self.raw.name}, {budget}")
+        summary = {"output": str(self.out), "rows": rows, "runs": results, "table_markdown": table}
+        write_json_atomic(self.out / "results.json", summary)
+        return summary
+
+
+def run_experiment(cfg: ExperimentConfig) -> dict:
+    runner = ExperimentRunner(cfg)
+    start = time.perf_counter()
+    runs = runner.prepare()
+    runner.train_generators(runs)
+    if cfg.jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(cfg.jobs) as pool:  # each run is a chain of subprocesses
+            results = list(pool.map(lambda ir: runner.run_one(ir[1], ir[0] + 1, len(runs)), enumerate(runs)))
+    else:
+        results = [runner.run_one(r, i + 1, len(runs)) for i, r in enumerate(runs)]
+    summary = runner.report(results)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary

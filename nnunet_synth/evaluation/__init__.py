@@ -1,0 +1,1 @@
+"""Stroke lesion metrics (ISLES'22) and `nnsynth evaluate`."""

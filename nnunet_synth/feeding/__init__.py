@@ -1,0 +1,3 @@
+"""Synthetic cases into nnU-Net's training batches: the mixing dataset, the nnU-Net case format, the supply
+(feed, pool, on request).
+"""

@@ -1,0 +1,1 @@
+"""Lesion shapes for synthetic cases: voxel geometry, real components of training cases, mask-GAN samples."""

@@ -1,0 +1,83 @@
+"""The synthesis engine: healthy anatomy + lesion + appearance -> one synthetic case in preprocessed space.
+
+One synthetic case, step by step:
+
+1. pick a host: one of the fold's training cases, by its anatomical label map;
+2. heal it: its own lesion is filled with the surrounding tissue (nearest non-lesion label);
+3. draw a lesion from the lesion source (real components of another training case, or the mask GAN),
+   restricted to parenchyma (never CSF or background);
+4. write the lesion class into the map and render the map with the renderer (the Gaussian mixture, or a
+   pix2pix / SPADE translator) into image channels in nnU-Net's normalized space.
+
+The engine knows nothing of nnU-Net's loader: ``feeding.nnunet_format`` turns a case into what
+``load_case`` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from nnunet_synth.synthesis.anatomy import AnatomyClasses, healthy_map
+
+
+class Renderer(Protocol):
+    num_channels: int
+
+    def render(self, labelmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Image channels (C, *shape) float32 for a label map (-1 outside nnU-Net's crop mask)."""
+        ...
+
+
+class LesionSource(Protocol):
+    def draw(self, anatomy_id: str, brain: np.ndarray, allowed: np.ndarray,
+             rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """A boolean lesion mask inside `allowed` for the host, and a name for where it came from."""
+        ...
+
+
+@dataclass
+class SyntheticCase:
+    """One generated case on the preprocessed grid of the dataset."""
+
+    image: np.ndarray  # (C, *shape) float32, nnU-Net-normalized intensities
+    lesion: np.ndarray  # (*shape) bool
+    labelmap: np.ndarray  # (*shape) int16 anatomical map with the lesion class, -1 outside the crop mask
+    provenance: dict[str, Any]  # host anatomy, lesion source, and a seed for downstream sampling
+
+
+@dataclass
+class SynthesisEngine:
+    """Label maps of the fold's training cases (spatial int16, preprocessed grid), a lesion source and a renderer."""
+
+    labelmaps: dict[str, np.ndarray]
+    lesion_source: LesionSource
+    renderer: Renderer
+    classes: AnatomyClasses
+    _healthy: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.labelmaps:
+            raise ValueError("SynthesisEngine needs at least one anatomical label map")
+        self.case_ids = sorted(self.labelmaps)
+
+    def healthy_map(self, case_id: str) -> np.ndarray:
+        """The case's label map with its own lesion replaced by the nearest other tissue (cached)."""
+        if case_id not in self._healthy:
+            self._healthy[case_id] = healthy_map(self.labelmaps[case_id], self.classes.lesion)
+        return self._healthy[case_id]
+
+    def make_case(self, rng: np.random.Generator) -> SyntheticCase:
+        anatomy_id = self.case_ids[rng.integers(len(self.case_ids))]
+        healthy = self.healthy_map(anatomy_id)
+        allowed = np.isin(healthy, self.classes.parenchyma)
+        brain = healthy > self.classes.background
+        lesion, lesion_source = self.lesion_source.draw(anatomy_id, brain, allowed, rng)
+        labelmap = healthy.copy()
+        labelmap[lesion] = self.classes.lesion
+        image = self.renderer.render(labelmap, rng).astype(np.float32)
+        provenance = {"anatomy": anatomy_id, "lesion_source": lesion_source,
+                      "sample_seed": int(rng.integers(2**31))}
+        return SyntheticCase(image=image, lesion=lesion, labelmap=labelmap, provenance=provenance)
