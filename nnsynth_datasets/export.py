@@ -39,6 +39,7 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
                    seed: int = 0, overwrite: bool = False) -> Path:
     from nnunet_synth.feeding.nnunet_format import to_nnunet_case
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
 
     if n < 1:
@@ -76,7 +77,8 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
         counter = 0
         for fold, count in zip(folds, per_fold):
             train_ids = list(splits[fold]["train"])
-            engine = build_engine(handle, train_ids, dataset, fold=fold, seed=seed + fold, log=lambda *a: None)
+            engine = build_engine(TrainingCases.of(handle, train_ids, dataset), fold=fold, seed=seed + fold,
+                                  log=lambda *a: None)
             rng = np.random.default_rng([seed, fold])
             for _ in tqdm(range(count), desc=f"fold {fold}: synthetic cases", unit="case"):
                 case = to_nnunet_case(engine.make_case(rng))

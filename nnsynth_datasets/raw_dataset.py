@@ -5,14 +5,12 @@ An interrupted run therefore never leaves a half-written DatasetXXX folder behin
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.nnunet_io.atomic import replace_folder, staging_folder, write_json_atomic
+from nnunet_synth.nnunet_io.atomic import staged_folder, write_json_atomic
 from nnunet_synth.nnunet_io.folders import dataset_folder_name, env_dir, find_dataset
 from nnunet_synth.synthesis.anatomy import DEFAULT_ANATOMICAL_LABELS
 
@@ -35,23 +33,11 @@ def check_dataset_id_free(dataset_id: int, overwrite: bool) -> Path | None:
 def staged_dataset(dataset_id: int, name: str, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging folder; on success it replaces $nnUNet_raw/DatasetXXX_name by renames.
 
-    The old dataset is deleted only after the new one is in place (``nnunet_io.atomic.replace_folder``).
+    The old dataset (of this id, under any name) is deleted only after the new one is in place.
     """
     existing = check_dataset_id_free(dataset_id, overwrite)
-    final = env_dir("nnUNet_raw") / dataset_folder_name(dataset_id, name)
-    staging = staging_folder(final)
-    try:
+    with staged_folder(env_dir("nnUNet_raw") / dataset_folder_name(dataset_id, name), existing) as staging:
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if existing is not None and existing != final:  # same id under another name: hide it, then swap
-        old = existing.with_name(f".{existing.name}.old-{os.getpid()}")
-        existing.rename(old)
-    replace_folder(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_dataset_json(folder: Path, channel_names: dict[int, str], num_training: int,

@@ -1,11 +1,39 @@
-"""Argument blocks and parsers shared by the GAN-training commands (`maskgan_cli`, `translator_cli`).
+"""What the two GAN trainings share: their option fields, and the argument blocks of their commands.
 
-Imports nothing heavy, so `nnsynth --help` stays fast.
+``TrainOptions`` holds the fields both loops read (dataset, fold, budget, Adam, saving, seed); the mask
+GAN and the translators inherit it and add their own losses and shapes, as pytorch-CycleGAN-and-pix2pix's
+options do. Imports nothing heavy, so `nnsynth --help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from nnunet_synth.nnunet_io.preprocessed import DEFAULT_CONFIGURATION, DEFAULT_PLANS
+
+
+@dataclass
+class TrainOptions:
+    """Options of every adversarial training run; subclasses change defaults and add their own fields."""
+
+    dataset_id: int
+    fold: str = "0"
+    steps: int = 2000
+    device: str = "cpu"
+    resume: bool = False
+    plans: str = DEFAULT_PLANS
+    configuration: str = DEFAULT_CONFIGURATION
+    batch_size: int = 1  # per rank
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    save_every: int = 250
+    seed: int = 0
+    augment: bool = True
+    model: dict[str, Any] = field(default_factory=dict)  # model config overrides
+    progress: bool = True
 
 
 def voxel_shape(text: str, what: str) -> tuple[int, int, int]:

@@ -19,8 +19,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnsynth_trainers.budget import nnUNetTrainerBudget
 from nnunet_synth.feeding.mixing import SynthMixDataset
 from nnunet_synth.feeding.nnunet_format import to_nnunet_case
-from nnunet_synth.feeding.supply import SynthSupply
-from nnunet_synth.nnunet_io.preprocessed import PreprocessedDataset
+from nnunet_synth.nnunet_io.training_cases import TrainingCases
 from nnunet_synth.settings import SynthesisSettings
 from nnunet_synth.synthesis.builder import build_engine
 from nnunet_synth.synthesis.registry import check_names
@@ -61,16 +60,15 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
         settings, foreground = self.synthesis, self.label_manager.foreground_labels[0]
         if settings.fraction <= 0:
             return dataset_tr, dataset_val
-        engine = build_engine(PreprocessedDataset.from_trainer(self), list(dataset_tr.identifiers), dataset_tr,
-                              settings.lesions, settings.renderer, fold=self.fold, seed=fold_seed(self.fold),
-                              device=self.device.type, foreground_label=foreground, log=self.print_to_log_file)
+        engine = build_engine(TrainingCases.from_trainer(self, dataset_tr), settings.lesions, settings.renderer,
+                              fold=self.fold, seed=fold_seed(self.fold), device=self.device.type,
+                              foreground_label=foreground, log=self.print_to_log_file)
         self.synth_engine = engine
-        self.synth_supply = SynthSupply.choose(lambda rng: to_nnunet_case(engine.make_case(rng), foreground),
-                                               get_allowed_n_proc_DA(), settings.pool_size, settings.pool_uses,
-                                               seed=fold_seed(self.fold), device=self.device.type).start()
-        self.print_to_log_file(f"nnsynth: synthetic fraction of each training batch: {settings.fraction}; "
-                               f"{self.synth_supply.describe()}")
-        self.synth_dataset = SynthMixDataset(dataset_tr, self.synth_supply, settings.fraction)
+        self.synth_dataset = SynthMixDataset.open(
+            dataset_tr, lambda rng: to_nnunet_case(engine.make_case(rng), foreground), settings.fraction,
+            get_allowed_n_proc_DA(), settings.pool_size, settings.pool_uses, seed=fold_seed(self.fold),
+            device=self.device.type, log=self.print_to_log_file)
+        self.synth_supply = self.synth_dataset.supply
         return self.synth_dataset, dataset_val
 
     def get_dataloaders(self):

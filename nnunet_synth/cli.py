@@ -2,7 +2,7 @@
 
 Sub-commands live next to the code they drive. Sibling packages (nnsynth_trainers, nnsynth_datasets,
 nnsynth_gan) contribute theirs through the ``nnsynth.commands`` entry-point group, so this package
-never imports them (DESIGN.md: dependencies point towards nnunet_synth only).
+never imports them (docs/ARCHITECTURE.md: dependencies point towards nnunet_synth only).
 """
 
 from __future__ import annotations

@@ -5,14 +5,13 @@
 demo cohort (the `nnsynth demo` set-up) -> nnUNetv2_plan_and_preprocess -> fold 0 = the cohort's
 training subjects minus 5 validation subjects (the test subjects are never read) -> nnsynth
 train-maskgan, nnsynth train-translator --arch pix2pix -> maskgan-report, translator-report ->
-generator weights only (no critic, no optimizer) copied into nnunet_synth/default_generators/ with a
+generator weights only (no critic, no optimizer) copied into nnunet_synth/generators/defaults/ with a
 model card holding the data, the commands and the measured figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
 from nnunet_synth.generators.checkpoint import load_checkpoint, save_checkpoint
 from nnunet_synth.generators.defaults import DEFAULTS_DIR, FILES, model_card
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 DATASET_ID = 990
 
@@ -81,7 +81,7 @@ def main() -> None:
             {"nnUNet_n_proc_DA": "1"})
     train_ids = sorted(p.name[:-7] for p in (raw / "labelsTr").glob("*.nii.gz"))
     split = {"train": train_ids[:-5], "val": train_ids[-5:]}
-    (pre / "splits_final.json").write_text(json.dumps([split], indent=2))
+    write_json_atomic(pre / "splits_final.json", [split])
 
     gen = Path(env["nnUNet_results"]) / raw.name / "nnsynth"
     timings = {}

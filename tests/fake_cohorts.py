@@ -1,4 +1,4 @@
-"""Tiny fake cohort trees that mirror the real layouts (shared/REFERENCE.md section 4) file by file."""
+"""Tiny fake cohort trees that mirror the real layouts (ISLES 2022, ATLAS v2.0, ISLES 2015) file by file."""
 
 from __future__ import annotations
 

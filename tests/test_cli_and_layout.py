@@ -54,9 +54,44 @@ def _imported_top_level_packages(package: Path) -> set[str]:
     return names
 
 
+SIBLINGS = {"nnsynth_trainers", "nnsynth_gan", "nnsynth_datasets", "nnsynth_experiments"}
+
+
 def test_nnunet_synth_never_imports_its_siblings():
-    forbidden = {"nnsynth_trainers", "nnsynth_gan", "nnsynth_datasets"}
-    assert not (_imported_top_level_packages(ROOT / "nnunet_synth") & forbidden)
+    assert not (_imported_top_level_packages(ROOT / "nnunet_synth") & SIBLINGS)
+    assert SIBLINGS == {p.name for p in ROOT.iterdir() if p.name.startswith("nnsynth_") and p.is_dir()}
+
+
+# docs/ARCHITECTURE.md: which core packages each core package may import (data-path order)
+CORE_ALLOWED = {
+    "errors": set(), "settings": {"errors"}, "models": set(),
+    "nnunet_io": {"errors"},
+    "generators": {"errors", "nnunet_io"},
+    "lesions": {"errors", "nnunet_io", "generators", "models"},
+    "renderers": {"errors", "nnunet_io", "generators", "models"},
+    "synthesis": {"errors", "nnunet_io", "generators", "lesions", "renderers", "settings"},
+    "feeding": {"errors", "synthesis"},
+    "evaluation": {"errors", "nnunet_io"},
+    "cli": {"__init__", "errors"}, "commands": {"cli"},
+}
+
+
+def test_core_packages_import_only_what_lies_before_them_on_the_data_path():
+    root = ROOT / "nnunet_synth"
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).parts
+        pkg = rel[0] if len(rel) > 1 else rel[0][:-3]
+        if pkg == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                parts = node.module.split(".")
+                if parts[0] == "nnunet_synth":
+                    found.setdefault(pkg, set()).add(parts[1] if len(parts) > 1 else "__init__")
+    assert set(found) <= set(CORE_ALLOWED), f"new core package(s) {set(found) - set(CORE_ALLOWED)}: add them here"
+    for pkg, imported in found.items():
+        assert imported - {pkg} <= CORE_ALLOWED[pkg], f"nnunet_synth.{pkg} imports {imported - {pkg}}"
 
 
 def test_shrink_plans_writes_a_consistent_small_copy(nnunet_env, capsys):

@@ -138,7 +138,7 @@ def test_flair_only_goes_onto_the_mask_grid(tmp_path: Path, nnunet_env: dict) ->
 
 
 def test_flair_grid_is_larger_than_dwi(tmp_path: Path) -> None:
-    """The fake tree mirrors REFERENCE.md: FLAIR on another, larger grid than DWI/ADC/mask."""
+    """The fake tree mirrors ISLES 2022: FLAIR on another, larger grid than DWI/ADC/mask."""
     make_isles22(tmp_path / "src", subjects=1)
     flair = load(tmp_path / "src/sub-strokecase0001/ses-0001/anat/sub-strokecase0001_ses-0001_FLAIR.nii.gz")
     assert flair[0].shape == FLAIR_SHAPE and np.prod(FLAIR_SHAPE) > np.prod(SHAPE)

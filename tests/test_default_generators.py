@@ -70,6 +70,7 @@ def test_trainer_engine_falls_back_to_the_defaults_on_a_demo_cohort(nnunet_env):
     from nnsynth_datasets.demo_cohort.cohort import make_demo_cohort
     from nnunet_synth.feeding.nnunet_format import to_nnunet_case
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
 
     spacing = _shipped("maskgan")[1].spacing
@@ -77,8 +78,8 @@ def test_trainer_engine_falls_back_to_the_defaults_on_a_demo_cohort(nnunet_env):
     plan_and_preprocess(987, dict(os.environ))
     pre = open_preprocessed(987)
     messages = []
-    engine = build_engine(pre, pre.identifiers(), lesions="maskgan", renderer="pix2pix", fold=0,
-                          log=messages.append)
+    engine = build_engine(TrainingCases.of(pre, pre.identifiers()), lesions="maskgan", renderer="pix2pix",
+                          fold=0, log=messages.append)
     assert any("embedded default" in m for m in messages)
     case = to_nnunet_case(engine.make_case(np.random.default_rng(0)))
     assert case.data.shape[0] == 2 and np.isfinite(case.data).all() and set(np.unique(case.seg)) <= {-1, 0, 1}

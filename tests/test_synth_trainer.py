@@ -73,10 +73,11 @@ def test_synthetic_only_variant_and_budget_from_environment(phantom_env, monkeyp
 
 def test_engine_cases_are_valid_and_seeded(phantom_env):
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
 
     pre = open_preprocessed(900)
-    engine = build_engine(pre, pre.identifiers(), log=lambda *a: None)
+    engine = build_engine(TrainingCases.of(pre, pre.identifiers()), log=lambda *a: None)
     classes = AnatomyClasses.from_dataset_json(pre.dataset_json)
     a = to_nnunet_case(engine.make_case(np.random.default_rng(3)))
     b = to_nnunet_case(engine.make_case(np.random.default_rng(3)))

@@ -8,7 +8,6 @@ left exactly as it was.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import sys
 import time
@@ -22,6 +21,7 @@ from nnsynth_datasets.convert.summary import build_summary, format_summary
 from nnsynth_datasets.convert.validation import check_dataset_id, check_duplicates, first_file
 from nnsynth_datasets.convert.writer import CaseResult, Job, convert_case
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 SUMMARY_FILE = "conversion_summary.json"
 
@@ -164,7 +164,7 @@ def run_conversion(discovery: Discovery, options: ConvertOptions) -> dict:
                                 source=str(discovery.source), channels=discovery.channel_names,
                                 layout_problems=[str(p) for p in discovery.problems], **split_info,
                                 seconds=round(time.perf_counter() - start, 2))
-        (stage / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(stage / SUMMARY_FILE, summary)
     if splits is not None:
         write_splits(env_dir("nnUNet_preprocessed") / folder_name, splits)
     print(format_summary(summary))

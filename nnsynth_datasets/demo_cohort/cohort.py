@@ -9,7 +9,6 @@ own RNG seeded by (seed, subject index), so any number of worker processes gives
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import re
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from nnsynth_datasets.demo_cohort.lesions import (
 from nnsynth_datasets.raw_dataset import ANATOMICAL_LABELS, FILE_ENDING, staged_dataset, write_dataset_json
 from nnunet_synth import __version__
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 from nnunet_synth.nnunet_io.folders import dataset_folder_name, env_dir
 
 CHANNELS = {0: "DWI", 1: "ADC"}
@@ -279,7 +279,7 @@ def make_demo_cohort(dataset_id: int, subjects: int = 40, seed: int = 0,
         cases, previews = _simulate_all(jobs, min(num_processes, subjects), progress)
         cohort = _cohort_facts(cases, seed, spacing, test_fraction)
         _write_dataset_json(tmp, cohort, dataset_folder_name(dataset_id, name))
-        (tmp / FACTS_FILE).write_text(json.dumps(cohort, indent=1) + "\n")
+        write_json_atomic(tmp / FACTS_FILE, cohort)
         write_preview(tmp / PREVIEW_FILE, previews, cases, spacing)
     return env_dir("nnUNet_raw") / dataset_folder_name(dataset_id, name)
 

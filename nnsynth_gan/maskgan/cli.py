@@ -16,6 +16,7 @@ from nnsynth_gan.options import (
     voxel_shape,
 )
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 
 def _box(text: str) -> tuple[int, int, int]:
@@ -100,7 +101,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     import nibabel as nib
@@ -129,7 +129,7 @@ def run_sample(args: argparse.Namespace) -> int:
                "spacing_mm": list(sampler.config.spacing), "axis_order": "nnU-Net preprocessed (transpose_forward "
                f"{list(fp.transpose_forward)})", "median_relative_volume_error": float(np.median(rel)),
                "masks": entries}
-    (out / "masks.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "masks.json", summary)
     print(f"wrote {len(entries)} masks to {out} (box {sampler.box_shape}, median relative volume error "
           f"{summary['median_relative_volume_error']:.3f})")
     return 0

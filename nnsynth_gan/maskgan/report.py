@@ -17,7 +17,6 @@ voxel; the same healthy maps host the generated lesions.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from nnunet_synth.generators.checkpoint import load_checkpoint
 from nnunet_synth.generators.lookup import find_checkpoint
 from nnunet_synth.lesions.geometry import bbox
 from nnunet_synth.lesions.maskgan import MaskSampler, as_rng, relative_volume_error
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 from nnunet_synth.nnunet_io.folders import find_dataset
 from nnunet_synth.nnunet_io.folds import fold_case_ids
 from nnunet_synth.nnunet_io.labelmap_grid import preprocessed_labelmaps
@@ -224,19 +224,9 @@ def build_report(dataset_id: int, n: int, out_dir: Path, fold: str = "0", checkp
         "files": {"occupancy_png": str(occ_png), "examples_png": str(examples_png),
                   "json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")},
     }
-    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
+    write_json_atomic(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(markdown(report))
     return report
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _row(name: str, s: dict[str, float], fmt: str = "{:.3g}") -> str:

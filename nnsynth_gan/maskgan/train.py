@@ -14,7 +14,7 @@ uninterrupted run bit for bit (same weights, optimizer moments, step and RNG). O
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,14 @@ from nnsynth_gan.maskgan.data import (
     choose_box_shape,
     load_lesion_records,
 )
+from nnsynth_gan.options import TrainOptions as BaseTrainOptions
 from nnsynth_gan.plots import plot_losses, plot_mask_mosaic
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.generators.checkpoint import GeneratorCheckpoint
 from nnunet_synth.lesions.maskgan import log_volume_stats
 from nnunet_synth.models.maskgan import MaskCritic, MaskGANConfig, MaskGenerator, binarized_volume_ml, gradient_penalty
 from nnunet_synth.nnunet_io.folds import fold_case_ids
-from nnunet_synth.nnunet_io.preprocessed import DEFAULT_CONFIGURATION, DEFAULT_PLANS, open_preprocessed
+from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
 
 HISTORY_KEYS = ("step", "critic_loss", "generator_loss", "wasserstein", "gradient_penalty", "volume_log_error")
 # Hyper-parameters that define the optimization; on --continue they come from the checkpoint.
@@ -45,29 +46,16 @@ RESUMED_OPTIONS = ("batch_size", "n_critic", "lr", "beta1", "beta2", "gp_weight"
 
 
 @dataclass
-class TrainOptions:
-    dataset_id: int
-    fold: str = "0"
+class TrainOptions(BaseTrainOptions):
     steps: int = 2000
-    device: str = "cpu"
-    resume: bool = False
-    plans: str = DEFAULT_PLANS
-    configuration: str = DEFAULT_CONFIGURATION
     batch_size: int = 4  # per rank
+    beta2: float = 0.9  # WGAN-GP
     n_critic: int = 5
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
     gp_weight: float = 10.0
     volume_weight: float = 1.0
-    save_every: int = 250
-    seed: int = 0
-    augment: bool = True
     min_voxels: int = MIN_LESION_VOXELS
     cluster_mm: float = CLUSTER_MM  # lesion components closer than this form one training lesion
     box: tuple[int, int, int] | None = None  # None: sized from the training lesions
-    model: dict[str, Any] = field(default_factory=dict)  # MaskGANConfig overrides (latent_dim, ...)
-    progress: bool = True
 
 
 @dataclass

@@ -19,7 +19,6 @@ report's cases is refused.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 
 from nnsynth_gan.plots import save_figure  # noqa: E402
 from nnunet_synth.errors import NNSynthError  # noqa: E402
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 SSIM_WINDOW = 7
 GMM_NAME = "gaussian_mixture"
@@ -273,6 +273,6 @@ def build_report(dataset_id: int, output: Path, checkpoints: Sequence[Path] | No
         "renderers": results,
         "files": {"json": str(output / "report.json"), "markdown": str(output / "report.md"), "figure": str(figure)},
     }
-    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(output / "report.json", report)
     (output / "report.md").write_text(markdown(report))
     return report

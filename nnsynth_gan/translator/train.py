@@ -14,7 +14,7 @@ across ranks each step (``nnsynth_gan.ddp``) and only rank 0 writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from nnsynth_gan import ddp
 from nnsynth_gan.adversarial import AdversarialTrainer, load_resumed, log_main, run_distributed, run_loop, run_paths
+from nnsynth_gan.options import TrainOptions as BaseTrainOptions
 from nnsynth_gan.plots import plot_losses
 from nnsynth_gan.translator.data import TranslatorCase, TranslatorTrainingSet, anatomy_classes, fit_space, load_cases
 from nnsynth_gan.translator.report import plot_translations
@@ -32,7 +33,7 @@ from nnunet_synth.errors import NNSynthError
 from nnunet_synth.generators.checkpoint import GeneratorCheckpoint
 from nnunet_synth.models.discriminators import MultiScaleDiscriminator
 from nnunet_synth.nnunet_io.folds import fold_case_ids
-from nnunet_synth.nnunet_io.preprocessed import DEFAULT_CONFIGURATION, DEFAULT_PLANS, open_preprocessed
+from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
 from nnunet_synth.renderers.translator import TranslatorRenderer, TranslatorSpace, translator_classes
 
 HISTORY_KEYS = ("step", "d_loss", "g_loss", "g_adv", "l1", "feature_matching", "d_real", "d_fake")
@@ -41,30 +42,16 @@ RESUMED_OPTIONS = ("crop", "batch_size", "lr", "beta1", "beta2", "l1_weight", "f
 
 
 @dataclass
-class TrainOptions:
-    dataset_id: int
+class TrainOptions(BaseTrainOptions):
     arch: str = "spade"  # "pix2pix" | "spade"
-    fold: str = "0"
     steps: int = 5000
-    device: str = "cpu"
-    resume: bool = False
-    plans: str = DEFAULT_PLANS
-    configuration: str = DEFAULT_CONFIGURATION
     crop: tuple[int, int, int] = (64, 64, 64)
     batch_size: int = 1  # per rank; the paper used 1
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
     l1_weight: float = 10.0
     fm_weight: float | None = None  # feature matching; default 10 for SPADE, 0 for pix2pix
     d_noise: float = 0.1  # std of the Gaussian noise on D's image input at step 0 (in [-1, 1] units)
     d_noise_steps: int = 1000  # ... annealed linearly to 0 by this step
     lesion_fraction: float = 0.33
-    save_every: int = 250
-    seed: int = 0
-    augment: bool = True
-    model: dict[str, Any] = field(default_factory=dict)  # Pix2PixConfig / SPADEConfig overrides
-    progress: bool = True
 
     def __post_init__(self) -> None:
         translator_classes(self.arch)

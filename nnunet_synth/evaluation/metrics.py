@@ -1,6 +1,6 @@
 """ISLES 2022 stroke-lesion metrics (also used for ATLAS), per case and on average.
 
-Definitions (shared/REFERENCE.md section 5): Dice (1.0 when both masks are empty); absolute volume
+Definitions (the ISLES 2022 challenge metrics): Dice (1.0 when both masks are empty); absolute volume
 difference in ml from the header spacing; absolute difference of lesion counts and lesion-wise F1,
 both on 26-connected components. A reference lesion is found when the prediction touches it with at
 least one voxel; a predicted lesion touching no reference lesion is a false positive.
@@ -9,7 +9,6 @@ least one voxel; a predicted lesion touching no reference lesion is a false posi
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import cc3d
 import numpy as np
 
 from nnunet_synth.errors import NNSynthError
+from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
@@ -108,7 +108,7 @@ def write_results(results: dict, json_file: Path) -> Path:
     """JSON as given plus a CSV (one row per case, then the mean) next to it."""
     json_file = Path(json_file)
     json_file.parent.mkdir(parents=True, exist_ok=True)
-    json_file.write_text(json.dumps(results, indent=2))
+    write_json_atomic(json_file, results)
     csv_file = json_file.with_suffix(".csv")
     keys = list(results["mean"])
     with open(csv_file, "w", newline="") as f:

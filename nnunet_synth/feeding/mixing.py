@@ -11,9 +11,11 @@ deep-supervision path, exactly like real ones.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
+from nnunet_synth.feeding.nnunet_format import NNUNetCase
 from nnunet_synth.feeding.supply import SynthSupply
 
 SYNTH_PREFIX = "nnsynth_"
@@ -32,6 +34,16 @@ def synthetic_count(batch_size: int, fraction: float, rng: np.random.RandomState
 
 class SynthMixDataset:
     """Wraps the real training dataset; synthetic keys are served by the supply (see module docstring)."""
+
+    @classmethod
+    def open(cls, real, make_case: Callable[[np.random.Generator], NNUNetCase], fraction: float, n_workers: int,
+             pool_size: int, pool_uses: int, seed: int = 0, device: str = "cpu",
+             log: Callable[[str], None] | None = None) -> SynthMixDataset:
+        """The mixing dataset with its supply started (``SynthSupply.open``); call before nnU-Net forks."""
+        if log is not None:
+            log(f"nnsynth: synthetic fraction of each training batch: {fraction}")
+        supply = SynthSupply.open(make_case, n_workers, pool_size, pool_uses, seed, device, log)
+        return cls(real, supply, fraction)
 
     def __init__(self, real, supply: SynthSupply, fraction: float):
         if not 0.0 <= fraction <= 1.0:

@@ -42,11 +42,16 @@ class SynthSupply:
             self.pool = CasePool(make_case, size=pool_size, max_uses=pool_uses)
 
     @classmethod
-    def choose(cls, make_case: Callable[[np.random.Generator], NNUNetCase], n_workers: int, pool_size: int,
-               pool_uses: int, seed: int = 0, device: str = "cpu") -> SynthSupply:
-        """The mode that fits nnU-Net's loading: a feed for forked workers, else a pool, else on request."""
+    def open(cls, make_case: Callable[[np.random.Generator], NNUNetCase], n_workers: int, pool_size: int,
+             pool_uses: int, seed: int = 0, device: str = "cpu",
+             log: Callable[[str], None] | None = None) -> SynthSupply:
+        """Started in the mode that fits nnU-Net's loading: a feed for forked workers, else a pool, else on
+        request. Call in the main process before nnU-Net forks its workers."""
         mode = "feed" if n_workers > 0 else "pool" if pool_size > 0 else "request"
-        return cls(make_case, mode, pool_size, pool_uses, seed, device)
+        supply = cls(make_case, mode, pool_size, pool_uses, seed, device).start()
+        if log is not None:
+            log(f"nnsynth: synthetic cases {supply.describe()}")
+        return supply
 
     def start(self) -> SynthSupply:
         """Call in the main process before nnU-Net forks its workers (starts the feed's producer)."""

@@ -235,6 +235,11 @@ class MaskGANLesionSource:
 
     sampler: MaskSampler
 
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, fingerprint: DatasetFingerprint | None = None,
+                        device: str | torch.device = "cpu") -> MaskGANLesionSource:
+        return cls(MaskSampler.from_checkpoint(path, fingerprint=fingerprint, device=device))
+
     def draw(self, anatomy_id: str, brain: np.ndarray, allowed: np.ndarray,
              rng: np.random.Generator) -> tuple[np.ndarray, str]:
         sample = self.sampler.sample_case(brain, parenchyma=allowed, seed=rng)

@@ -7,12 +7,14 @@ infarct stays lateral, a lacune stays deep) while the shape is mirrored and move
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cc3d
 import numpy as np
 from scipy import ndimage
 
+from nnunet_synth.errors import NNSynthError
 from nnunet_synth.lesions.geometry import from_normalized, lesion_centre, place_box, to_normalized
 
 
@@ -93,7 +95,14 @@ class RealLesionSource:
 
     def __post_init__(self) -> None:
         if not self.cases:
-            raise ValueError("no training case with a lesion to take lesions from")
+            raise NNSynthError("none of the fold's training cases has a lesion to take lesions from")
+
+    @classmethod
+    def from_training_cases(cls, cases: Iterable[tuple[str, np.ndarray, np.ndarray]],
+                            lesion_label: int = 1) -> RealLesionSource:
+        """From (case id, seg, parenchyma mask) of the fold's training cases; lesion-free cases are skipped."""
+        found = (extract_lesion_case(case, seg, parenchyma, lesion_label) for case, seg, parenchyma in cases)
+        return cls([c for c in found if c is not None])
 
     def draw(self, anatomy_id: str, brain: np.ndarray, allowed: np.ndarray,
              rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -116,3 +116,35 @@ class MultiScaleDiscriminator(nn.Module):
                 x = F.avg_pool3d(x, 3, stride=2, padding=1, count_include_pad=False)
             out.append(disc(x))
         return out
+
+
+@dataclass
+class TranslatorConfig:
+    """What pix2pix and SPADE configs share: label/image channels, the filter ladder and their PatchGAN."""
+
+    in_channels: int  # one-hot label channels (classes + the 'outside' channel)
+    out_channels: int  # image channels of the dataset
+    base_filters: int = 32
+    max_filters: int = 256
+    n_levels: int = 4  # inputs must be multiples of 2**n_levels
+    disc_filters: tuple[int, ...] = (32, 64, 128, 256)
+    disc_scales: int = 1
+
+    def _check(self, name: str, min_levels: int) -> None:
+        self.disc_filters = tuple(int(f) for f in self.disc_filters)
+        if self.in_channels < 2 or self.out_channels < 1:
+            raise ValueError(f"{name} needs >= 2 label channels and >= 1 image channel")
+        if self.n_levels < min_levels or self.base_filters < 1 or self.max_filters < self.base_filters:
+            raise ValueError(f"n_levels >= {min_levels} and 1 <= base_filters <= max_filters are required")
+
+    @property
+    def size_factor(self) -> int:
+        """Every spatial size fed to the generator must be a multiple of this."""
+        return 2 ** self.n_levels
+
+    def filters(self, level: int) -> int:
+        return min(self.base_filters * 2 ** level, self.max_filters)
+
+    def discriminator(self) -> PatchDiscriminatorConfig:
+        return PatchDiscriminatorConfig(self.in_channels + self.out_channels, self.disc_filters,
+                                        n_scales=self.disc_scales)

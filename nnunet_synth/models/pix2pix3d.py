@@ -15,47 +15,27 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nnunet_synth.models.discriminators import PatchDiscriminatorConfig
+from nnunet_synth.models.discriminators import TranslatorConfig
 
 UPSAMPLING = ("transpose", "trilinear")
 
 
 @dataclass
-class Pix2PixConfig:
+class Pix2PixConfig(TranslatorConfig):
     """U-Net generator + conditional PatchGAN; stored in every pix2pix checkpoint."""
 
-    in_channels: int  # one-hot label channels (classes + the 'outside' channel)
-    out_channels: int  # image channels of the dataset
-    base_filters: int = 32
-    max_filters: int = 256
-    n_levels: int = 4  # stride-2 levels; inputs must be multiples of 2**n_levels
+    n_levels: int = 4  # stride-2 levels
     dropout: float = 0.0
     upsampling: str = "transpose"  # pix2pix's k4 s2 transposed conv, or trilinear + k3 conv (no checkerboard)
     disc_filters: tuple[int, ...] = (32, 64, 128, 256, 256)  # the paper's PatchGAN
     disc_scales: int = 1
 
     def __post_init__(self) -> None:
-        self.disc_filters = tuple(int(f) for f in self.disc_filters)
-        if self.in_channels < 2 or self.out_channels < 1:
-            raise ValueError("pix2pix needs >= 2 label channels and >= 1 image channel")
-        if self.n_levels < 1 or self.base_filters < 1 or self.max_filters < self.base_filters:
-            raise ValueError("n_levels >= 1 and 1 <= base_filters <= max_filters are required")
+        self._check("pix2pix", min_levels=1)
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
-
-    @property
-    def size_factor(self) -> int:
-        """Every spatial size fed to the generator must be a multiple of this."""
-        return 2 ** self.n_levels
-
-    def filters(self, level: int) -> int:
-        return min(self.base_filters * 2 ** level, self.max_filters)
-
-    def discriminator(self) -> PatchDiscriminatorConfig:
-        return PatchDiscriminatorConfig(self.in_channels + self.out_channels, self.disc_filters,
-                                        n_scales=self.disc_scales)
 
 
 def _up(cin: int, cout: int, mode: str) -> nn.Module:

@@ -17,18 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_synth.models.discriminators import PatchDiscriminatorConfig
+from nnunet_synth.models.discriminators import TranslatorConfig
 
 
 @dataclass
-class SPADEConfig:
+class SPADEConfig(TranslatorConfig):
     """SPADE generator + two-scale PatchGAN; stored in every SPADE checkpoint."""
 
-    in_channels: int  # one-hot label channels (classes + the 'outside' channel)
-    out_channels: int  # image channels of the dataset
-    base_filters: int = 32  # at full resolution; doubled per level up to max_filters (CPU: keep >= 16, see below)
-    max_filters: int = 256
-    n_levels: int = 4  # 2x up-sampling steps; inputs must be multiples of 2**n_levels
+    # base_filters at full resolution, doubled per level up to max_filters (CPU: keep >= 16, see below);
+    # n_levels: 2x up-sampling steps
     noise_dim: int = 16  # channels of the bottleneck noise (0: deterministic generator)
     spade_hidden: int = 32  # channels of the label-map embedding shared by the SPADE layers of a scale
     # PyTorch's CPU convolutions fall back from oneDNN to a ~3x slower path below 16 input channels
@@ -37,24 +34,9 @@ class SPADEConfig:
     disc_scales: int = 2
 
     def __post_init__(self) -> None:
-        self.disc_filters = tuple(int(f) for f in self.disc_filters)
-        if self.in_channels < 2 or self.out_channels < 1:
-            raise ValueError("SPADE needs >= 2 label channels and >= 1 image channel")
-        if self.n_levels < 0 or self.base_filters < 1 or self.max_filters < self.base_filters:
-            raise ValueError("n_levels >= 0 and 1 <= base_filters <= max_filters are required")
+        self._check("SPADE", min_levels=0)
         if self.noise_dim < 0 or self.spade_hidden < 1:
             raise ValueError("noise_dim >= 0 and spade_hidden >= 1 are required")
-
-    @property
-    def size_factor(self) -> int:
-        return 2 ** self.n_levels
-
-    def filters(self, level: int) -> int:
-        return min(self.base_filters * 2 ** level, self.max_filters)
-
-    def discriminator(self) -> PatchDiscriminatorConfig:
-        return PatchDiscriminatorConfig(self.in_channels + self.out_channels, self.disc_filters,
-                                        n_scales=self.disc_scales)
 
 
 class SPADE(nn.Module):

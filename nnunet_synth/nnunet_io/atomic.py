@@ -115,24 +115,28 @@ def staging_folder(target: Path) -> Path:
     return folder
 
 
-def replace_folder(staging: Path, target: Path) -> None:
-    """Swap a finished staging folder in for target by renames; the old content is deleted only afterwards.
+def replace_folder(staging: Path, target: Path, also_replaces: Path | None = None) -> None:
+    """Swap a finished staging folder in for target by renames; old content is deleted only afterwards.
 
     At any moment either the old or the new folder is complete under target's name or next to it
-    (``.NAME.old-PID``), never a half-deleted one.
+    (``.NAME.old-PID``), never a half-deleted one. ``also_replaces``: another folder the new one
+    supersedes (a dataset id renamed), moved aside first and deleted with the old content.
     """
     staging, target = Path(staging), Path(target)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
+    olds = [target] + ([Path(also_replaces)] if also_replaces is not None and Path(also_replaces) != target else [])
+    aside = []
+    for old in olds:
+        if old.exists():
+            hidden = old.with_name(f".{old.name}.old-{os.getpid()}")
+            old.rename(hidden)
+            aside.append(hidden)
     staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    for hidden in aside:
+        shutil.rmtree(hidden, ignore_errors=True)
 
 
 @contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
+def staged_folder(target: Path, also_replaces: Path | None = None) -> Iterator[Path]:
     """Yield a staging folder; when the block succeeds it replaces target, when it fails it is removed."""
     staging = staging_folder(target)
     try:
@@ -140,4 +144,4 @@ def staged_folder(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    replace_folder(staging, target)
+    replace_folder(staging, target, also_replaces)

@@ -16,12 +16,6 @@ from typing import Any
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain
 
-
-def _plain(value: Any) -> Any:
-    """JSON-like copy (tuples -> lists, numpy scalars -> python) so fingerprints compare and pickle cleanly."""
-    return to_plain(value)
-
-
 DATA_INDEPENDENT_FIELDS = ("plans_name", "patch_size")
 
 
@@ -45,7 +39,7 @@ class DatasetFingerprint:
         object.__setattr__(self, "normalization_schemes", tuple(str(s) for s in self.normalization_schemes))
         object.__setattr__(self, "transpose_forward", tuple(int(s) for s in self.transpose_forward))
         object.__setattr__(self, "channel_names", {str(k): str(v) for k, v in self.channel_names.items()})
-        object.__setattr__(self, "labels", _plain(self.labels))
+        object.__setattr__(self, "labels", to_plain(self.labels))
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -53,7 +47,7 @@ class DatasetFingerprint:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only, so the dict survives ``torch.load(weights_only=True)``."""
-        return _plain(asdict(self))
+        return to_plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetFingerprint:
@@ -77,9 +71,9 @@ class DatasetFingerprint:
             if f.name == "spacing":
                 same = len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-4) for x, y in zip(a, b))
             else:
-                same = _plain(a) == _plain(b)
+                same = to_plain(a) == to_plain(b)
             if not same:
-                out[f.name] = (_plain(a), _plain(b))
+                out[f.name] = (to_plain(a), to_plain(b))
         return out
 
     def require_match(self, dataset: DatasetFingerprint, checkpoint: str | Path) -> None:

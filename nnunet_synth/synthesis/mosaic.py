@@ -45,11 +45,13 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
 
     from nnunet_synth.nnunet_io.folds import fold_case_ids
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
+    from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
 
     pre = open_preprocessed(dataset_id, plans_name, configuration)
     train_ids = sorted(fold_case_ids(pre, fold, create=False)[0])
-    dataset = pre.load_dataset(train_ids)
+    cases = TrainingCases.of(pre, train_ids)
+    dataset = cases.dataset
     rng = np.random.default_rng(seed)
     loaded = {}
     for case in train_ids:  # cases with a lesion first, then the others, n in all
@@ -61,7 +63,7 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
     for lesions, renderer in engines:
         label = f"synthetic ({lesions} lesions, {renderer})"
         try:
-            engine = build_engine(pre, train_ids, dataset, lesions, renderer, fold=fold, seed=seed, log=log)
+            engine = build_engine(cases, lesions, renderer, fold=fold, seed=seed, log=log)
         except NNSynthError as exc:
             skipped[label] = str(exc)
             continue
