@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_synth import arguments as arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -12,14 +14,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "training cases and appear only in fold k's training set of the new splits_final.json "
                     "($nnUNet_preprocessed/DatasetOUT_NAME/), so every validation fold stays real. "
                     "Needs the source planned and preprocessed, and labelmapsTr/.")
-    p.add_argument("-d", "--dataset-id", type=int, required=True, help="source dataset")
-    p.add_argument("--n", type=int, required=True, help="synthetic cases in total (spread over the folds)")
-    p.add_argument("--out-id", type=int, required=True, help="id of the new dataset")
-    p.add_argument("--name", default=None, help="name of the new dataset (default: <source name>Synth)")
-    p.add_argument("--folds", type=int, nargs="+", default=None, help="folds to make cases for (default: all)")
+    p.add_argument("-d", "--dataset-id", type=arg.DATASET_ID, required=True, help="source dataset")
+    p.add_argument("--n", type=arg.integer(1, 100000), required=True,
+                   help="synthetic cases in total (spread over the folds)")
+    p.add_argument("--out-id", type=arg.DATASET_ID, required=True, help="id of the new dataset")
+    p.add_argument("--name", default=None, type=arg.name("--name"),
+                   help="name of the new dataset (default: <source name>Synth)")
+    p.add_argument("--folds", type=arg.NON_NEGATIVE, nargs="+", default=None,
+                   help="folds to make cases for (default: all)")
     p.add_argument("--plans", default="nnUNetPlans")
     p.add_argument("-c", "--configuration", default="3d_fullres")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with --out-id")
     p.set_defaults(func=_run)
 

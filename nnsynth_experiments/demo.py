@@ -21,6 +21,7 @@ from pathlib import Path
 from nnsynth_experiments.design import ARMS, profile_with
 from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
 from nnsynth_experiments.runner import ExperimentConfig, run_experiment
+from nnunet_synth import arguments as arg
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
 from nnunet_synth.nnunet_io.folders import env_dir, find_dataset, require_dataset
 from nnunet_synth.synthesis.mosaic import synthesis_mosaic
@@ -34,20 +35,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", type=Path, default=Path("demo_output"),
                    help="folder for the nnU-Net folders, logs and the report (default: ./demo_output)")
-    p.add_argument("--dataset-id", type=int, default=990)
-    p.add_argument("--subjects", type=int, default=40, help="demo cohort size (a quarter is held out as test)")
-    p.add_argument("--spacing", type=float, default=3.0, help="demo cohort voxel size in mm (default 3)")
+    p.add_argument("--dataset-id", type=arg.DATASET_ID, default=990)
+    p.add_argument("--subjects", type=arg.integer(2, 10000), default=40,
+                   help="demo cohort size (a quarter is held out as test)")
+    p.add_argument("--spacing", type=arg.number(0.5, 10), default=3.0, help="demo cohort voxel size in mm (default 3)")
     p.add_argument("--real-cases", nargs="+", default=["10"], help="real training cases per run (default 10)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"])
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("-j", "--jobs", type=int, default=2, help="runs trained side by side (default 2)")
+    p.add_argument("--seeds", type=arg.POSITIVE, default=1)
+    p.add_argument("-j", "--jobs", type=arg.integer(1, 64), default=2, help="runs trained side by side (default 2)")
     g = p.add_argument_group("cpu-small profile overrides")
     for name in ("epochs", "iterations", "val-iterations", "patch", "stages", "base-features"):
-        g.add_argument(f"--{name}", type=int, default=None)
+        g.add_argument(f"--{name}", type=arg.POSITIVE, default=None)
     g.add_argument("--final-validation", action="store_true", default=None,
                    help="also run nnU-Net's final validation of each fold (slow on a CPU; the test set is scored)")
-    p.add_argument("--mosaic-cases", type=int, default=4, help="columns of the synthetic-vs-real mosaic")
-    p.add_argument("--seed", type=int, default=0, help="demo cohort seed")
+    p.add_argument("--mosaic-cases", type=arg.integer(1, 32), default=4, help="columns of the synthetic-vs-real mosaic")
+    p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0, help="demo cohort seed")
     p.add_argument("--fresh", action="store_true", help="delete OUTPUT first instead of reusing finished steps")
     p.set_defaults(func=run_demo)
 

@@ -35,6 +35,7 @@ from nnsynth_experiments.design import (
 from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
 from nnsynth_experiments.report import aggregate, csv_text, markdown_table, plot_dice, runs_csv_text
 from nnsynth_trainers.registration import trainer_path
+from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic
 from nnunet_synth.nnunet_io.folders import NNUNetFolders
@@ -46,33 +47,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "experiment", help="data-scarce experiment: Dice vs number of real cases, real vs synthetic arms",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-d", "--dataset-id", type=int, required=True)
+    p.add_argument("-d", "--dataset-id", type=arg.DATASET_ID, required=True)
     p.add_argument("--real-cases", nargs="+", default=["10", "20", "50", "all"],
                    help="numbers of real training cases (integers or 'all'; default 10 20 50 all)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"], help="default: real synth")
-    p.add_argument("--seeds", type=int, default=3, help="subsamples (and trainings) per size (default 3)")
+    p.add_argument("--seeds", type=arg.POSITIVE, default=3, help="subsamples (and trainings) per size (default 3)")
     p.add_argument("--profile", choices=("cpu-small", "paper"), default="cpu-small",
                    help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget")
     p.add_argument("--generators", choices=("gmm", "learned"), default="gmm",
                    help="gmm: real lesions + Gaussian-mixture renderer fitted per fold; learned: mask GAN + "
                         "pix2pix trained per fold on the subsample (default gmm)")
-    p.add_argument("--test-cases", type=int, default=None,
+    p.add_argument("--test-cases", type=arg.POSITIVE, default=None,
                    help="held-out test cases taken from labelsTr when the dataset has no labelsTs "
                         "(default: a fifth)")
-    p.add_argument("-j", "--jobs", type=int, default=1,
+    p.add_argument("-j", "--jobs", type=arg.integer(1, 64), default=1,
                    help="runs trained side by side (on a CPU each gets cores/jobs torch threads; default 1)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="experiment folder (default $nnUNet_results/DatasetXXX_Name/nnsynth_experiment_<profile>)")
     g = p.add_argument_group("profile overrides")
     for name, kind in (("epochs", int), ("iterations", int), ("val-iterations", int), ("patch", int),
                        ("stages", int), ("base-features", int), ("maskgan-steps", int), ("translator-steps", int)):
-        g.add_argument(f"--{name}", type=kind, default=None)
+        g.add_argument(f"--{name}", type=arg.POSITIVE if kind is int else kind, default=None)
     g.add_argument("--device", choices=("cpu", "cuda"), default=None)
     g.add_argument("--maskgan-args", type=shlex.split, default=None,
                    help="extra train-maskgan arguments, one quoted string (e.g. \"--gen-filters 64\")")
     g.add_argument("--translator-args", type=shlex.split, default=None,
                    help="extra train-translator arguments, one quoted string (e.g. \"--filters 16 --crop 48\")")
-    g.add_argument("--plans", default=None, help="plans identifier to train with")
+    g.add_argument("--plans", default=None, type=arg.name("--plans"), help="plans identifier to train with")
     g.add_argument("--final-validation", action="store_true", default=None,
                    help="also run nnU-Net's final validation of each fold (the test set is scored anyway)")
     p.set_defaults(func=main)

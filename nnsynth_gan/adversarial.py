@@ -10,6 +10,7 @@ whose state goes into the checkpoint with the weights, the optimizer moments, th
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,12 @@ class AdversarialTrainer:
     def record(self, logged: torch.Tensor) -> None:
         """Append the rank-averaged ``logged`` values (``history_keys[1:]`` order) at the current step."""
         logged = ddp.mean_across_ranks(logged, self.ctx)
+        bad = [(k, v) for k, v in zip(self.history_keys[1:], logged.tolist()) if not math.isfinite(v)]
+        if bad:
+            names = ", ".join(f"{k} = {v}" for k, v in bad)
+            raise NNSynthError(f"training stopped at step {self.step_count}: {names} is not finite (diverged); "
+                               "nothing from this step was saved; the last checkpoint written is the latest good "
+                               "one (lower --lr, or check the data)")
         self.history["step"].append(float(self.step_count))
         for key, value in zip(self.history_keys[1:], logged.tolist()):
             self.history[key].append(float(value))

@@ -11,6 +11,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from nnunet_synth import arguments as arg
+from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.preprocessed import DEFAULT_CONFIGURATION, DEFAULT_PLANS
 
 
@@ -35,6 +37,15 @@ class TrainOptions:
     model: dict[str, Any] = field(default_factory=dict)  # model config overrides
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse values that would train nothing or diverge at once (the command line checks them too)."""
+        for key in ("steps", "batch_size", "save_every"):
+            if int(getattr(self, key)) < 1:
+                raise NNSynthError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.lr <= 1 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise NNSynthError(f"lr must be in (0, 1] and betas in [0, 1), got lr={self.lr}, "
+                               f"betas=({self.beta1}, {self.beta2})")
+
 
 def voxel_shape(text: str, what: str) -> tuple[int, int, int]:
     """``N`` or ``X,Y,Z`` (or ``XxYxZ``) voxels, each >= 4; ``what`` names the value in the error."""
@@ -54,24 +65,26 @@ def default_device() -> str:
 
 def add_dataset_arguments(p: argparse.ArgumentParser, fold_help: str) -> None:
     """Dataset id, fold, plans, configuration and device, first on every command."""
-    p.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id")
+    p.add_argument("-d", "--dataset-id", type=arg.DATASET_ID, required=True, help="nnU-Net dataset id")
     p.add_argument("--fold", default="0", help=fold_help)
-    p.add_argument("--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    p.add_argument("--plans", default="nnUNetPlans", type=arg.name("--plans"),
+                   help="plans identifier (default nnUNetPlans)")
     p.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
 
 
 def add_steps_arguments(p: argparse.ArgumentParser, default: int, unit: str, latest: str) -> None:
     """``--steps`` (total ``unit`` steps to reach) and ``--continue`` (from the ``latest`` checkpoint file)."""
-    p.add_argument("--steps", type=int, default=default, help=f"total {unit} steps to reach (default {default})")
+    p.add_argument("--steps", type=arg.POSITIVE, default=default,
+                   help=f"total {unit} steps to reach (default {default})")
     p.add_argument("--continue", dest="resume", action="store_true",
                    help=f"resume exactly from {latest} (optimization settings come from it)")
 
 
 def add_save_arguments(p: argparse.ArgumentParser) -> None:
     """``--save-every`` and ``--seed``."""
-    p.add_argument("--save-every", type=int, default=250, help="checkpoint + PNGs every N steps (default 250)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=arg.POSITIVE, default=250, help="checkpoint + PNGs every N steps (default 250)")
+    p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
 
 
 def add_switch_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,9 @@ and prediction are nnU-Net's own and see real cases only.
 
 from __future__ import annotations
 
+import shutil
 import zlib
+from pathlib import Path
 
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
@@ -17,6 +19,7 @@ from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
 from nnsynth_trainers.budget import nnUNetTrainerBudget
+from nnunet_synth.errors import NNSynthError
 from nnunet_synth.feeding.mixing import SynthMixDataset
 from nnunet_synth.feeding.nnunet_format import to_nnunet_case
 from nnunet_synth.nnunet_io.training_cases import TrainingCases
@@ -60,6 +63,20 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
         settings, foreground = self.synthesis, self.label_manager.foreground_labels[0]
         if settings.fraction <= 0:
             return dataset_tr, dataset_val
+        try:
+            return self._mix_in_synthetic_cases(dataset_tr, dataset_val, settings, foreground)
+        except NNSynthError as exc:
+            self._remove_empty_fold_folder()
+            raise NNSynthError(f"{type(self).__name__} cannot start: {exc}") from None
+
+    def _remove_empty_fold_folder(self) -> None:
+        """A trainer that stops before training leaves no fold folder that looks like a failed training."""
+        folder = Path(self.output_folder)
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+        if all(e.is_file() and (e.name.startswith("training_log_") or e.name == "debug.json") for e in entries):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _mix_in_synthetic_cases(self, dataset_tr, dataset_val, settings: SynthesisSettings, foreground: int):
         engine = build_engine(TrainingCases.from_trainer(self, dataset_tr), settings.lesions, settings.renderer,
                               fold=self.fold, seed=fold_seed(self.fold), device=self.device.type,
                               foreground_label=foreground, log=self.print_to_log_file)

@@ -25,8 +25,19 @@ def register_modules(subparsers: argparse._SubParsersAction, modules: Sequence[s
         importlib.import_module(name).add_parser(subparsers)
 
 
+class UsageError(Exception):
+    """A bad command line, reported like every other refusal: one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors turned into one ``nnsynth CMD: error: ...`` line (no usage dump)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nnsynth",
         description="Synthetic stroke MRI for nnU-Net v2. Paths come from nnU-Net's environment "
         "variables nnUNet_raw, nnUNet_preprocessed and nnUNet_results.",
@@ -40,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         result = args.func(args)
     except NNSynthError as exc:

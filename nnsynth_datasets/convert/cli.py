@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from nnunet_synth import arguments as arg
+
 _NP_DEFAULT = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -59,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id")
-    p.add_argument("--name", default=default_name, help="dataset name (default: %(default)s)")
+    p.add_argument("--name", default=default_name, type=arg.name("--name"), help="dataset name (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset that uses this id")
     p.add_argument("--skip-invalid", action="store_true",
                    help="convert the valid cases and list the skipped ones instead of stopping")
@@ -67,7 +69,7 @@ def _common(p: argparse.ArgumentParser, default_name: str) -> None:
                    help="accept masks with values other than 0/1; every non-zero voxel becomes lesion")
     p.add_argument("--no-splits", action="store_true",
                    help="do not write the patient-grouped splits_final.json")
-    p.add_argument("-np", "--num-processes", type=int, default=_NP_DEFAULT,
+    p.add_argument("-np", "--num-processes", type=arg.integer(1, 64), default=_NP_DEFAULT,
                    help="worker processes (default: %(default)s)")
 
 

@@ -20,6 +20,7 @@ from nnsynth_datasets.convert.cases import Case, Discovery, Problem
 from nnsynth_datasets.convert.summary import build_summary, format_summary
 from nnsynth_datasets.convert.validation import check_dataset_id, check_duplicates, first_file
 from nnsynth_datasets.convert.writer import CaseResult, Job, convert_case
+from nnsynth_datasets.workers import die_with_parent
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
@@ -57,6 +58,7 @@ _WORKER_STOP = None
 def _init_worker(stop) -> None:
     """Workers share the stop flag and leave the cores to each other (no ITK thread pool each)."""
     global _WORKER_STOP
+    die_with_parent()
     _WORKER_STOP = stop
     import SimpleITK as sitk
 
@@ -125,8 +127,7 @@ def run_conversion(discovery: Discovery, options: ConvertOptions) -> dict:
     from nnunet_synth.nnunet_io.folders import dataset_folder_name, env_dir
     from nnunet_synth.nnunet_io.folds import write_splits
 
-    if not 1 <= options.dataset_id <= 999:
-        raise NNSynthError(f"dataset id must be between 1 and 999 (nnU-Net's DatasetXXX), got {options.dataset_id}")
+    folder_name = dataset_folder_name(options.dataset_id, options.name)  # id and name checked before any work
     if not discovery.cases and not discovery.problems:
         raise NNSynthError(f"no {discovery.cohort} cases found in {discovery.source}")
     start = time.perf_counter()
@@ -140,7 +141,6 @@ def run_conversion(discovery: Discovery, options: ConvertOptions) -> dict:
         problems = fatal + known + [p for r in results for p in r.problems]
         raise NNSynthError(_problem_report(problems, len(discovery.cases)))
 
-    folder_name = dataset_folder_name(options.dataset_id, options.name)
     with staged_dataset(options.dataset_id, options.name, options.overwrite) as stage:
         job = Job(stage, options.binarize)
         results = run_cases(runnable, job, options.num_processes, not options.skip_invalid, options.progress)

@@ -74,8 +74,13 @@ def read_volume(path: Path, role: str, case_id: str, problems: list[Problem],
         if bad:
             fail(f"{bad} NaN/Inf voxel(s) in {role}")
             return None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        fail(f"singular or non-finite affine in the header of the {role} (voxel axes do not span 3D space); "
+             "fix the header's qform/sform")
+        return None
     header = img.header if isinstance(img.header, nib.Nifti1Header) else nib.Nifti1Header()
-    return Volume(path, role, data, np.asarray(img.affine, dtype=np.float64), header)
+    return Volume(path, role, data, affine, header)
 
 
 def _why(exc: Exception) -> str:

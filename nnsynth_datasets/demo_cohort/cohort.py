@@ -10,7 +10,6 @@ own RNG seeded by (seed, subject index), so any number of worker processes gives
 from __future__ import annotations
 
 import multiprocessing
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +38,11 @@ from nnsynth_datasets.demo_cohort.lesions import (
     rasterise,
 )
 from nnsynth_datasets.raw_dataset import ANATOMICAL_LABELS, FILE_ENDING, staged_dataset, write_dataset_json
+from nnsynth_datasets.workers import die_with_parent
 from nnunet_synth import __version__
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
-from nnunet_synth.nnunet_io.folders import dataset_folder_name, env_dir
+from nnunet_synth.nnunet_io.folders import check_name, dataset_folder_name, env_dir
 
 CHANNELS = {0: "DWI", 1: "ADC"}
 LABELS = {"background": 0, "lesion": 1}
@@ -244,11 +244,15 @@ def check_arguments(dataset_id: int, subjects: int, seed: int, spacing: float | 
         raise NNSynthError(f"--spacing must be between {lo} and {hi} mm (got {values})")
     if not 0.0 <= float(test_fraction) < 1.0:
         raise NNSynthError(f"--test-fraction must be in [0, 1) (got {test_fraction})")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
-        raise NNSynthError(f"--name may only contain letters, digits, '_' and '-' (got {name!r})")
+    check_name(name, "--name")
     if int(num_processes) < 1:
         raise NNSynthError(f"-np must be at least 1 (got {num_processes})")
     return tuple(values)
+
+
+def _init_worker(spacing) -> None:
+    die_with_parent()
+    load_template(spacing)
 
 
 def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[list[dict], list[dict]]:
@@ -256,8 +260,7 @@ def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[
     if num_processes == 1:
         results = [_run_job(job) for job in tqdm(jobs, **bar)]
     else:
-        with multiprocessing.Pool(num_processes, initializer=load_template,
-                                  initargs=(jobs[0].spacing,)) as pool:
+        with multiprocessing.Pool(num_processes, initializer=_init_worker, initargs=(jobs[0].spacing,)) as pool:
             results = list(tqdm(pool.imap(_run_job, jobs), **bar))
     return [r[0] for r in results], [r[1] for r in results]
 

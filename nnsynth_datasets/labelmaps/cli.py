@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nnunet_synth import arguments as arg
+
 DESCRIPTION = """\
 Write labelmapsTr/CASE.nii.gz (uint8, on the grid of the images): background, CSF, grey and white
 matter from a Gaussian mixture on one channel inside a threshold+morphology brain mask (intersected
@@ -31,13 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "labelmaps", help="anatomical label maps for the cases of a raw dataset (labelmapsTr/)",
         description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id")
+    p.add_argument("-d", "--dataset-id", type=arg.DATASET_ID, required=True, help="nnU-Net dataset id")
     p.add_argument("--channel", metavar="NAME",
                    help="channel name (or index) to estimate from; default: best tissue contrast among "
                    "T1 > FLAIR > T2 > ADC > DWI")
     p.add_argument("--contrast", choices=("t1", "flair", "t2", "dwi", "adc"),
                    help="contrast of that channel when its name does not tell")
-    p.add_argument("--smooth", type=float, default=0.7, metavar="VOXELS",
+    p.add_argument("--smooth", type=arg.number(0, 10), default=0.7, metavar="VOXELS",
                    help="Gaussian smoothing (sigma, voxels) of the channel inside the brain before the "
                    "mixture (default: %(default)s)")
     p.add_argument("--from", dest="source", type=Path, metavar="DIR",
@@ -52,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing label maps")
     p.add_argument("--reference", type=Path, metavar="DIR",
                    help="known label maps (same case names) to report Dice per tissue class against")
-    p.add_argument("-np", "--num-processes", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("-np", "--num-processes", type=arg.integer(1, 64), default=1, help="worker processes (default: 1)")
     p.set_defaults(func=run)
 
 

@@ -24,6 +24,7 @@ from nnsynth_datasets.labelmaps.agreement import labelmap_agreement
 from nnsynth_datasets.labelmaps.estimate import brain_mask, estimate_labelmap, pick_channel
 from nnsynth_datasets.labelmaps.imported import find_segmentation, parse_mapping, relabel
 from nnsynth_datasets.raw_dataset import ANATOMICAL_LABELS
+from nnsynth_datasets.workers import die_with_parent
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import replace_folder, staging_folder, write_json_atomic
 
@@ -124,7 +125,8 @@ def _run_tasks(tasks: list[LabelmapTask], num_processes: int, progress: bool) ->
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(num_processes, len(tasks)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(min(num_processes, len(tasks)), mp_context=ctx,
+                                     initializer=die_with_parent) as pool:
                 for _, error in pool.map(run_task, tasks):
                     errors += [error] if error else []
                     bar.update()

@@ -15,6 +15,7 @@ from nnsynth_gan.options import (
     default_device,
     voxel_shape,
 )
+from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
@@ -30,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _sample_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the fold's maskgan checkpoint)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,21 +42,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "$nnUNet_results/DatasetXXX_Name/nnsynth/. Runs data-parallel under torchrun --nproc_per_node N.")
     _common(t)
     add_steps_arguments(t, 2000, "generator", "maskgan_fold<F>_latest.pt")
-    t.add_argument("--batch-size", type=int, default=4, help="masks per rank and critic step (default 4)")
-    t.add_argument("--n-critic", type=int, default=5, help="critic updates per generator update (default 5)")
-    t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    t.add_argument("--volume-weight", type=float, default=1.0,
+    t.add_argument("--batch-size", type=arg.integer(1, 1024), default=4,
+                   help="masks per rank and critic step (default 4)")
+    t.add_argument("--n-critic", type=arg.integer(1, 100), default=5,
+                   help="critic updates per generator update (default 5)")
+    t.add_argument("--lr", type=arg.number(0, 1, above=True), default=2e-4, help="Adam learning rate (default 2e-4)")
+    t.add_argument("--volume-weight", type=arg.number(0), default=1.0,
                    help="weight of the log-volume consistency loss on the generator (default 1)")
     add_save_arguments(t)
-    t.add_argument("--cluster-mm", type=float, default=10.0,
+    t.add_argument("--cluster-mm", type=arg.number(0), default=10.0,
                    help="lesion components closer than this (mm) form one training lesion (default 10)")
     t.add_argument("--box", type=_box, default=None,
                    help="lesion box in voxels, N or X,Y,Z (default: holds every training lesion, "
                    "at most the patch size)")
-    t.add_argument("--latent-dim", type=int, default=None, help="latent size (default 128, as the paper)")
-    t.add_argument("--gen-filters", type=int, default=None, help="generator filters at the lowest resolution")
-    t.add_argument("--n-levels", type=int, default=None, help="2x up/down-sampling levels (default 3)")
-    t.add_argument("--final-kernel", type=int, default=None,
+    t.add_argument("--latent-dim", type=arg.POSITIVE, default=None, help="latent size (default 128, as the paper)")
+    t.add_argument("--gen-filters", type=arg.POSITIVE, default=None, help="generator filters at the lowest resolution")
+    t.add_argument("--n-levels", type=arg.integer(1, 8), default=None, help="2x up/down-sampling levels (default 3)")
+    t.add_argument("--final-kernel", type=arg.POSITIVE, default=None,
                    help="kernel of the generator's last convolution (default 7, as the paper; 3 is ~3x faster)")
     add_switch_arguments(t)
     t.set_defaults(func=run_train)
@@ -65,8 +68,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write N lesion-centred mask boxes (uint8 NIfTI, voxel size = the dataset's target spacing, "
         "axes in nnU-Net's preprocessed order) and masks.json with requested and obtained volumes.")
     _common(s)
-    s.add_argument("--n", type=int, required=True, help="number of masks")
-    s.add_argument("--volume-ml", type=float, default=None,
+    s.add_argument("--n", type=arg.integer(1, 100000), required=True, help="number of masks")
+    s.add_argument("--volume-ml", type=arg.number(0, above=True), default=None,
                    help="requested lesion volume in ml (default: sizes drawn from the training lesions)")
     _sample_outputs(s)
     s.set_defaults(func=run_sample)
@@ -76,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Volume quantiles and KS statistic, components per case, share of lesion voxels in the "
         "brain and per tissue class (labelmapsTr), occupancy maps, and how well requested volumes are met.")
     _common(r)
-    r.add_argument("--n", type=int, default=200, help="number of generated masks (default 200)")
+    r.add_argument("--n", type=arg.integer(1, 100000), default=200, help="number of generated masks (default 200)")
     _sample_outputs(r)
     r.set_defaults(func=run_report)
 

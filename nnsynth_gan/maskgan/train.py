@@ -36,7 +36,7 @@ from nnunet_synth.errors import NNSynthError
 from nnunet_synth.generators.checkpoint import GeneratorCheckpoint
 from nnunet_synth.lesions.maskgan import log_volume_stats
 from nnunet_synth.models.maskgan import MaskCritic, MaskGANConfig, MaskGenerator, binarized_volume_ml, gradient_penalty
-from nnunet_synth.nnunet_io.folds import fold_case_ids
+from nnunet_synth.nnunet_io.folds import fold_case_ids, held_out_note
 from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
 
 HISTORY_KEYS = ("step", "critic_loss", "generator_loss", "wasserstein", "gradient_penalty", "volume_log_error")
@@ -178,7 +178,7 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
     config = resumed.build_config(MaskGANConfig) if resumed is not None else \
         build_config(opts, data, pre.spacing)
     log_main(ctx, f"mask GAN {pre.name} fold {fold}: {len(data)} lesions from {len(data.lesions_per_case)} of "
-                  f"{len(train_ids)} training cases ({len(val_ids)} validation cases unused, {data.skipped} lesions "
+                  f"{len(train_ids)} training cases ({held_out_note(train_ids, val_ids)}, {data.skipped} lesions "
                   f"< {opts.min_voxels} voxels skipped); box {config.box_shape} at {config.spacing} mm keeps "
                   f"{100 * data.coverage:.1f}% of lesion voxels; {ctx.world_size} rank(s) on {ctx.device}")
 

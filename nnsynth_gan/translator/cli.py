@@ -15,6 +15,7 @@ from nnsynth_gan.options import (
     default_device,
     voxel_shape,
 )
+from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 
 
@@ -50,24 +51,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_steps_arguments(t, 5000, "training", "<arch>_fold<F>_latest.pt")
     t.add_argument("--crop", type=_shape, default=(64, 64, 64),
                    help="training crop in voxels, N or X,Y,Z (default 64; a multiple of 2**levels)")
-    t.add_argument("--batch-size", type=int, default=1, help="crops per rank and step (default 1, as the paper)")
-    t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    t.add_argument("--l1-weight", type=float, default=10.0, help="weight of the L1 loss (default 10)")
-    t.add_argument("--fm-weight", type=float, default=None,
+    t.add_argument("--batch-size", type=arg.integer(1, 1024), default=1,
+                   help="crops per rank and step (default 1, as the paper)")
+    t.add_argument("--lr", type=arg.number(0, 1, above=True), default=2e-4, help="Adam learning rate (default 2e-4)")
+    t.add_argument("--l1-weight", type=arg.number(0), default=10.0, help="weight of the L1 loss (default 10)")
+    t.add_argument("--fm-weight", type=arg.number(0), default=None,
                    help="weight of discriminator feature matching (default 10 for spade, 0 for pix2pix)")
-    t.add_argument("--d-noise", type=float, default=0.1,
+    t.add_argument("--d-noise", type=arg.number(0), default=0.1,
                    help="std of Gaussian noise on the discriminator's image input, annealed to 0 (default 0.1)")
-    t.add_argument("--d-noise-steps", type=int, default=1000, help="steps over which --d-noise anneals (default 1000)")
-    t.add_argument("--lesion-fraction", type=float, default=0.33,
+    t.add_argument("--d-noise-steps", type=arg.NON_NEGATIVE, default=1000,
+                   help="steps over which --d-noise anneals (default 1000)")
+    t.add_argument("--lesion-fraction", type=arg.number(0, 1), default=0.33,
                    help="share of crops centred on a lesion voxel (default 0.33)")
     add_save_arguments(t)
-    t.add_argument("--filters", type=int, default=None, help="generator filters at full resolution (default 32)")
-    t.add_argument("--max-filters", type=int, default=None, help="generator filter cap (default 256)")
-    t.add_argument("--levels", type=int, default=None, help="generator 2x down/up-sampling levels (default 4)")
+    t.add_argument("--filters", type=arg.POSITIVE, default=None,
+                   help="generator filters at full resolution (default 32)")
+    t.add_argument("--max-filters", type=arg.POSITIVE, default=None, help="generator filter cap (default 256)")
+    t.add_argument("--levels", type=arg.integer(0, 8), default=None,
+                   help="generator 2x down/up-sampling levels (default 4)")
     t.add_argument("--disc-filters", type=_filters, default=None,
                    help="PatchGAN filters per k4 s2 layer (default 32,64,128,256,256 as the paper)")
-    t.add_argument("--noise-dim", type=int, default=None, help="SPADE: bottleneck noise channels (default 16)")
-    t.add_argument("--spade-hidden", type=int, default=None,
+    t.add_argument("--noise-dim", type=arg.NON_NEGATIVE, default=None,
+                   help="SPADE: bottleneck noise channels (default 16)")
+    t.add_argument("--spade-hidden", type=arg.POSITIVE, default=None,
                    help="SPADE: channels of the label embedding in each SPADE layer (default 32)")
     t.add_argument("--upsampling", choices=("transpose", "trilinear"), default=None,
                    help="pix2pix: decoder up-sampling (default transpose, as pix2pix)")
@@ -84,9 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--checkpoint", nargs="+", default=None,
                    help="translator checkpoint file(s) (default: the fold's pix2pix and spade checkpoints)")
     r.add_argument("-o", "--output", required=True, help="output folder")
-    r.add_argument("--max-cases", type=int, default=None, help="use only the first N validation cases")
+    r.add_argument("--max-cases", type=arg.POSITIVE, default=None, help="use only the first N validation cases")
     r.add_argument("--no-gmm", dest="gmm", action="store_false", help="leave out the Gaussian-mixture renderer")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
     r.set_defaults(func=run_report)
 
 

@@ -32,7 +32,7 @@ from nnsynth_gan.translator.report import plot_translations
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.generators.checkpoint import GeneratorCheckpoint
 from nnunet_synth.models.discriminators import MultiScaleDiscriminator
-from nnunet_synth.nnunet_io.folds import fold_case_ids
+from nnunet_synth.nnunet_io.folds import fold_case_ids, held_out_note
 from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
 from nnunet_synth.renderers.translator import TranslatorRenderer, TranslatorSpace, translator_classes
 
@@ -54,8 +54,12 @@ class TrainOptions(BaseTrainOptions):
     lesion_fraction: float = 0.33
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         translator_classes(self.arch)
         self.crop = tuple(int(c) for c in self.crop)
+        if not 0 <= self.lesion_fraction <= 1 or self.l1_weight < 0 or self.d_noise < 0:
+            raise NNSynthError(f"lesion_fraction must be in [0, 1] and l1_weight, d_noise >= 0, got "
+                               f"{self.lesion_fraction}, {self.l1_weight}, {self.d_noise}")
         if self.fm_weight is None:
             self.fm_weight = 10.0 if self.arch == "spade" else 0.0
 
@@ -228,7 +232,7 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> TrainResult:
     check_crop(opts.crop, config)
     data = TranslatorTrainingSet(cases, space, opts.crop, opts.lesion_fraction)
     log_main(ctx, f"{kind} translator {pre.name} fold {fold}: {len(cases)} training cases "
-                  f"({len(data.lesion_cases)} with lesions; {len(val_ids)} validation cases unused), crops "
+                  f"({len(data.lesion_cases)} with lesions; {held_out_note(train_ids, val_ids)}), crops "
                   f"{'x'.join(map(str, opts.crop))}, {space.label_channels} label channels -> {space.num_channels} "
                   f"image channels; {ctx.world_size} rank(s) on {ctx.device}")
 

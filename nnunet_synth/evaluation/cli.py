@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_synth import arguments as arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -13,16 +15,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Writes per-case results and the mean as JSON, and the same table as CSV beside it.")
     p.add_argument("gt_dir", type=Path, help="folder with reference masks (e.g. labelsTs)")
     p.add_argument("pred_dir", type=Path, help="folder with predicted masks (e.g. nnUNetv2_predict output)")
-    p.add_argument("-o", "--output", type=Path, default=None,
+    p.add_argument("-o", "--output", type=arg.output_file, default=None,
                    help="JSON file to write (default: PRED_DIR/stroke_metrics.json); the CSV goes beside it")
     p.add_argument("--allow-missing", action="store_true", help="score the cases that have a prediction")
+    p.add_argument("--merge-labels", action="store_true",
+                   help="count every label > 0 as lesion (default: refuse maps with labels other than 0/1)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from nnunet_synth.evaluation.metrics import evaluate_folders, write_results
 
-    results = evaluate_folders(args.gt_dir, args.pred_dir, allow_missing=args.allow_missing)
+    results = evaluate_folders(args.gt_dir, args.pred_dir, allow_missing=args.allow_missing,
+                               merge_labels=args.merge_labels)
     out = args.output or args.pred_dir / "stroke_metrics.json"
     csv_file = write_results(results, out)
     m = results["mean"]

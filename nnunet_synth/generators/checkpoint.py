@@ -11,6 +11,7 @@ tensors, str/int/float/bool/None and lists/tuples/dicts of those. Layout::
     step            training steps done
     optimizer_states {name: optimizer.state_dict()} (for exact resume)
     extra           kind-specific plain data (loss history, RNG states, location prior, ...)
+    weights_sha256  content hash of state_dicts, checked on load (absent in files written before it existed)
 
 Files are written to a temporary file in the target folder and renamed with ``os.replace``, so a
 crash never leaves a truncated checkpoint where a good one was.
@@ -19,7 +20,7 @@ crash never leaves a truncated checkpoint where a good one was.
 from __future__ import annotations
 
 import dataclasses
-import pickle
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +62,7 @@ class GeneratorCheckpoint:
             "step": int(self.step),
             "optimizer_states": self.optimizer_states,
             "extra": self.extra,
+            "weights_sha256": weights_sha256(self.state_dicts),
         }
 
     def dataset_fingerprint(self) -> DatasetFingerprint:
@@ -97,29 +99,86 @@ def save_checkpoint(path: str | Path, ckpt: GeneratorCheckpoint) -> Path:
     return path
 
 
+def weights_sha256(state_dicts: dict[str, dict[str, torch.Tensor]]) -> str:
+    """Content hash of the weights (names, dtypes, shapes and bytes), stored with them to detect corruption."""
+    digest = hashlib.sha256()
+    for group in sorted(state_dicts):
+        for name in sorted(state_dicts[group]):
+            tensor = state_dicts[group][name]
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{group}/{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _integer_field(raw: dict, key: str, default: int, path: Path) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        raise NNSynthError(f"checkpoint {path} is damaged: {key!r} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _checked_structure(raw: Any, path: Path) -> None:
+    """Refuse anything that is not a complete nnsynth generator checkpoint, naming what is wrong."""
+    if not isinstance(raw, dict) or "kind" not in raw or "state_dicts" not in raw:
+        raise NNSynthError(f"{path} is not an nnsynth generator checkpoint")
+    for key, kind in (("config", dict), ("fingerprint", dict), ("state_dicts", dict)):
+        if not isinstance(raw.get(key), kind):
+            raise NNSynthError(f"checkpoint {path} is damaged: {key!r} is missing or not a {kind.__name__}")
+    for group, state in raw["state_dicts"].items():
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise NNSynthError(f"checkpoint {path} is damaged: state_dicts[{group!r}] is not a dict of tensors")
+    if "generator" not in raw["state_dicts"]:
+        raise NNSynthError(f"checkpoint {path} is damaged: it holds no generator weights")
+    for key in ("optimizer_states", "extra"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise NNSynthError(f"checkpoint {path} is damaged: {key!r} is not a dict")
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None,
                     fingerprint: DatasetFingerprint | None = None,
                     map_location: str | torch.device = "cpu") -> GeneratorCheckpoint:
-    """Load with ``weights_only=True``; refuse another kind or a checkpoint made for another dataset."""
+    """Load with ``weights_only=True`` and check it: structure, weights hash (when stored), kind, dataset.
+
+    Every refusal is an NNSynthError that names the file and the problem (truncated, empty, not a
+    checkpoint, damaged fields, weights that do not match their hash, another kind, another dataset).
+    """
     path = Path(path)
     if not path.is_file():
         raise NNSynthError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise NNSynthError(f"checkpoint {path} is empty (0 bytes): it was not written completely")
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise NNSynthError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict) or "kind" not in raw or "state_dicts" not in raw:
-        raise NNSynthError(f"{path} is not an nnsynth generator checkpoint")
-    version = int(raw.get("format_version", 0))
+    except Exception as exc:  # truncated zip, text file, foreign or malicious pickle, ...
+        first = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
+        raise NNSynthError(f"cannot read checkpoint {path}: {first}") from None
+    _checked_structure(raw, path)
+    version = _integer_field(raw, "format_version", 0, path)
     if version > FORMAT_VERSION:
         raise NNSynthError(f"checkpoint {path} has format version {version}; this nnsynth reads up to "
                            f"{FORMAT_VERSION}")
+    step = _integer_field(raw, "step", 0, path)
+    stored = raw.get("weights_sha256")
+    if stored is not None and stored != weights_sha256(raw["state_dicts"]):
+        raise NNSynthError(f"checkpoint {path} is corrupted: its weights do not match the hash stored with them "
+                           "(the file changed after it was written); train again or restore a copy")
+    if raw["kind"] not in KINDS:
+        raise NNSynthError(f"checkpoint {path} holds an unknown generator kind {raw['kind']!r} "
+                           f"(expected one of {', '.join(KINDS)})")
     if kind is not None and raw["kind"] != kind:
         raise NNSynthError(f"checkpoint {path} holds a {raw['kind']!r} generator, not {kind!r}")
     ckpt = GeneratorCheckpoint(kind=raw["kind"], config=raw["config"], state_dicts=raw["state_dicts"],
-                               fingerprint=raw["fingerprint"], step=int(raw.get("step", 0)),
+                               fingerprint=raw["fingerprint"], step=step,
                                optimizer_states=raw.get("optimizer_states", {}),
                                extra=raw.get("extra", {}), path=path)
     if fingerprint is not None:
-        ckpt.dataset_fingerprint().require_match(fingerprint, path)
+        try:
+            stored_fingerprint = ckpt.dataset_fingerprint()
+        except (NNSynthError, TypeError, ValueError) as exc:
+            raise NNSynthError(f"checkpoint {path} is damaged: its dataset fingerprint cannot be read ({exc})") \
+                from None
+        stored_fingerprint.require_match(fingerprint, path)
     return ckpt

@@ -50,13 +50,15 @@ def train_command(kind: str) -> str:
 def checkpoint_for_fold(kind: str, dataset_id: int, fold: int | str, fingerprint: DatasetFingerprint,
                         dataset_json: dict, log: Callable[[str], None] = print) -> tuple[Path, DatasetFingerprint]:
     """The fold's own checkpoint, else the embedded default of a demo cohort; and the fingerprint to check."""
-    try:
-        return find_checkpoint(dataset_id, kind, fold), fingerprint
-    except NNSynthError as missing:
-        from nnunet_synth.generators.defaults import embedded_for, model_card
+    for latest in (False, True):
+        path = checkpoint_path(dataset_id, kind, fold, latest=latest)
+        if path.is_file():
+            return path, fingerprint
+    from nnunet_synth.generators.defaults import embedded_for, model_card
 
-        found = embedded_for(kind, fingerprint, dataset_json,
-                             f"{missing} ({train_command(kind)} -d {dataset_id} --fold {fold})")
-        log(f"nnsynth: no {kind} checkpoint of this dataset for fold {fold}; using the embedded default "
-            f"trained on the demo cohort ({model_card(kind)})")
-        return found
+    hint = (f"train one with `{train_command(kind)} -d {dataset_id} --fold {fold}` (looked for "
+            f"{checkpoint_path(dataset_id, kind, fold).name} in {generator_dir(dataset_id)})")
+    found = embedded_for(kind, fingerprint, dataset_json, hint)
+    log(f"nnsynth: no {kind} checkpoint of this dataset for fold {fold}; using the embedded default "
+        f"trained on the demo cohort ({model_card(kind)})")
+    return found

@@ -8,6 +8,7 @@ a missing variable or an ambiguous id gives the same error everywhere.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,16 @@ from pathlib import Path
 from nnunet_synth.errors import NNSynthError
 
 FOLDER_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """A name that becomes part of a file or folder name (dataset name, plans name): refused when it could
+    leave its folder or is not portable. The one check every command uses for such names."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value or len(value) > 100:
+        raise NNSynthError(f"{what} {value!r} is not a valid name: use letters, digits, '_', '-' and '.' "
+                           "(starting with a letter or digit; no '/', '..' or spaces; at most 100 characters)")
+    return value
 
 
 def env_dir(name: str, env: Mapping[str, str] | None = None) -> Path:
@@ -27,7 +38,9 @@ def env_dir(name: str, env: Mapping[str, str] | None = None) -> Path:
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
-    return f"Dataset{int(dataset_id):03d}_{name}"
+    if not 1 <= int(dataset_id) <= 999:
+        raise NNSynthError(f"dataset id must be between 1 and 999 (nnU-Net's DatasetXXX), got {dataset_id}")
+    return f"Dataset{int(dataset_id):03d}_{check_name(name, 'dataset name')}"
 
 
 def find_dataset(dataset_id: int, root_var: str = "nnUNet_raw", env: Mapping[str, str] | None = None) -> Path | None:

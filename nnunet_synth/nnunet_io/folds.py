@@ -102,3 +102,9 @@ def fold_case_ids(pre: PreprocessedDataset, fold: int | str, create: bool = True
         raise NNSynthError(f"{file} names cases missing from the preprocessed data: {', '.join(missing[:5])}")
     return train, val
 
+
+
+def held_out_note(train: list[str], val: list[str]) -> str:
+    """How a fold's validation cases relate to its training cases, for logs."""
+    held_out = len(set(val) - set(train))
+    return f"{held_out} validation cases held out" if held_out else "no case held out (fold all)"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
+from nnunet_synth.nnunet_io.folders import check_name
 
 
 @dataclass
@@ -48,6 +49,8 @@ def shrink_plans(plans: dict, configuration: str, plans_name: str, spec: ShrinkS
         patch = list(spec.patch_size)
         if len(patch) != ndim:
             raise NNSynthError(f"--patch-size needs {ndim} values for {configuration}")
+        if min(patch) < 1:
+            raise NNSynthError(f"--patch-size {patch}: every size must be >= 1")
         bad = [p for p in patch if p % divisor]
         if bad:
             raise NNSynthError(f"patch size {patch} must be divisible by {divisor} for {spec.n_stages} stages")
@@ -70,6 +73,8 @@ def shrink_plans(plans: dict, configuration: str, plans_name: str, spec: ShrinkS
 
 def write_shrunk_plans(preprocessed_dataset: Path, source_plans: str, plans_name: str,
                        configuration: str, spec: ShrinkSpec) -> Path:
+    check_name(plans_name, "--plans-name")
+    check_name(source_plans, "--source-plans")
     source = preprocessed_dataset / f"{source_plans}.json"
     if not source.is_file():
         raise NNSynthError(f"no plans file {source}: run nnUNetv2_plan_and_preprocess first")

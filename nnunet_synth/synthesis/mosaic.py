@@ -50,8 +50,8 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
 
     pre = open_preprocessed(dataset_id, plans_name, configuration)
     train_ids = sorted(fold_case_ids(pre, fold, create=False)[0])
-    cases = TrainingCases.of(pre, train_ids)
-    dataset = cases.dataset
+    training = TrainingCases.of(pre, train_ids)
+    dataset = training.dataset
     rng = np.random.default_rng(seed)
     loaded = {}
     for case in train_ids:  # cases with a lesion first, then the others, n in all
@@ -63,7 +63,7 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
     for lesions, renderer in engines:
         label = f"synthetic ({lesions} lesions, {renderer})"
         try:
-            engine = build_engine(cases, lesions, renderer, fold=fold, seed=seed, log=log)
+            engine = build_engine(training, lesions, renderer, fold=fold, seed=seed, log=log)
         except NNSynthError as exc:
             skipped[label] = str(exc)
             continue
