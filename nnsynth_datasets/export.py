@@ -26,18 +26,20 @@ from nnunet_synth.nnunet_io.folds import splits_or_default, write_splits
 SYNTHETIC_PREFIX = "synth"
 
 
-def _write_volume(array: np.ndarray, spacing_xyz: tuple[float, ...], path: Path, dtype) -> None:
-    import SimpleITK as sitk
+def write_case(case, pre, images: Path, labels: Path, labelmaps: Path, case_id: str,
+               ending: str = FILE_ENDING) -> None:
+    """A synthetic case (preprocessed grid) as nnU-Net raw files: CASE_000c images, CASE label and label map."""
+    from nnunet_synth.nnunet_io.volumes import write_preprocessed_volume
 
-    image = sitk.GetImageFromArray(array.astype(dtype, copy=False))
-    image.SetSpacing([float(s) for s in spacing_xyz])
-    sitk.WriteImage(image, str(path), True)
+    for c in range(case.image.shape[0]):
+        write_preprocessed_volume(case.image[c], pre, images / f"{case_id}_{c:04d}{ending}", np.float32)
+    write_preprocessed_volume(case.lesion, pre, labels / f"{case_id}{ending}", np.uint8)
+    write_preprocessed_volume(np.clip(case.labelmap, 0, None), pre, labelmaps / f"{case_id}{ending}", np.uint8)
 
 
 def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None = None,
                    plans: str = "nnUNetPlans", configuration: str = "3d_fullres", name: str | None = None,
                    seed: int = 0, overwrite: bool = False) -> Path:
-    from nnunet_synth.feeding.nnunet_format import to_nnunet_case
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
     from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
@@ -46,7 +48,7 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
         raise NNSynthError("--n must be at least 1")
     raw = require_dataset(dataset_id, "nnUNet_raw")
     handle = open_preprocessed(dataset_id, plans, configuration)
-    pre, pm, cm = handle.root, handle.plans_manager, handle.configuration_manager
+    pre, cm = handle.root, handle.configuration_manager
     plans_file = pre / f"{plans}.json"
     bad = [s for s in cm.normalization_schemes if s != "ZScoreNormalization"]
     if bad:
@@ -63,8 +65,6 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
     if unknown:
         raise NNSynthError(f"folds {unknown} not in the {len(splits)} splits of {pre}")
     per_fold = [n // len(folds) + (i < n % len(folds)) for i in range(len(folds))]
-    # arrays are in nnU-Net's transposed (SimpleITK z, y, x) order; write them back in raw axis order
-    spacing_raw_order = [cm.spacing[i] for i in pm.transpose_backward]
     name = name or f"{raw.name.split('_', 1)[1]}Synth"
     ending = FILE_ENDING
     new_splits: list[dict[str, list[str]]] = [dict(train=list(s["train"]), val=list(s["val"])) for s in splits]
@@ -81,18 +81,10 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
                                   log=lambda *a: None)
             rng = np.random.default_rng([seed, fold])
             for _ in tqdm(range(count), desc=f"fold {fold}: synthetic cases", unit="case"):
-                case = to_nnunet_case(engine.make_case(rng))
+                case = engine.make_case(rng)
                 case_id = f"{SYNTHETIC_PREFIX}_f{fold}_{counter:05d}"
                 counter += 1
-                back = [0, *[i + 1 for i in pm.transpose_backward]]
-                data = case.data.transpose(back)
-                seg = np.clip(case.seg.transpose(back)[0], 0, None)
-                labelmap = np.clip(case.labelmap[None].transpose(back)[0], 0, None)
-                spacing_xyz = spacing_raw_order[::-1]
-                for c in range(data.shape[0]):
-                    _write_volume(data[c], spacing_xyz, out / "imagesTr" / f"{case_id}_{c:04d}{ending}", np.float32)
-                _write_volume(seg, spacing_xyz, out / "labelsTr" / f"{case_id}{ending}", np.uint8)
-                _write_volume(labelmap, spacing_xyz, out / "labelmapsTr" / f"{case_id}{ending}", np.uint8)
+                write_case(case, handle, out / "imagesTr", out / "labelsTr", out / "labelmapsTr", case_id, ending)
                 new_splits[fold]["train"].append(case_id)
         num_training = len(list((out / "labelsTr").glob(f"*{ending}")))
         extra = {k: v for k, v in dataset_json.items()

@@ -6,7 +6,8 @@ import argparse
 
 from nnunet_synth.cli import register_modules
 
-COMMAND_MODULES: tuple[str, ...] = ("nnsynth_experiments.demo", "nnsynth_experiments.runner")
+COMMAND_MODULES: tuple[str, ...] = ("nnsynth_experiments.demo", "nnsynth_experiments.runner",
+                                     "nnsynth_experiments.preview")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if arr.size == 0:
         return math.nan, math.nan
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0  # shown as n/a for one run
 
 
 def aggregate(results: list[dict]) -> list[dict]:
@@ -40,11 +40,17 @@ def aggregate(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _cell(mean: float, sd: float, runs: int, fmt: str) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    return fmt.format(mean) + (" +/- " + fmt.format(sd) if runs > 1 else " (1 run, sd n/a)")
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = "| real cases | arm | runs | " + " | ".join(title for _, title, _ in METRICS) + " |"
     lines = [head, "|" + "---|" * (3 + len(METRICS))]
     for row in rows:
-        cells = [fmt.format(row[f"{k}_mean"]) + " +/- " + fmt.format(row[f"{k}_sd"]) for k, _, fmt in METRICS]
+        cells = [_cell(row[f"{k}_mean"], row[f"{k}_sd"], row["runs"], fmt) for k, _, fmt in METRICS]
         lines.append(f"| {row['n_real']} | {row['arm']} | {row['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,12 +81,17 @@ def plot_dice(rows: list[dict], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    several = any(r["runs"] > 1 for r in rows)
     for arm in sorted({r["arm"] for r in rows}):
-        pts = sorted((r["n_real"], r["dice_mean"], r["dice_sd"]) for r in rows if r["arm"] == arm)
+        pts = sorted((r["n_real"], r["dice_mean"], r["dice_sd"] if r["runs"] > 1 else 0.0)
+                     for r in rows if r["arm"] == arm)
         xs, ys, sds = zip(*pts)
-        ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=4, label=arm)
+        if several:
+            ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=4, label=arm)
+        else:
+            ax.plot(xs, ys, marker="o", label=arm)
     ax.set_xlabel("real training cases")
-    ax.set_ylabel("test Dice (ISLES, mean +/- sd over seeds)")
+    ax.set_ylabel("test Dice (ISLES, mean +/- sd over seeds)" if several else "test Dice (ISLES), one run per point")
     ax.set_xticks(sorted({r["n_real"] for r in rows}))
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -91,3 +102,60 @@ def plot_dice(rows: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+PAIRED_METRICS = (("dice", "Dice (ISLES)", "{:+.3f}"), ("lesion_f1", "lesion F1", "{:+.3f}"),
+                  ("abs_volume_diff_ml", "abs volume diff (ml)", "{:+.2f}"))
+
+
+def _metric_values(side: dict[int, dict[str, dict]], metric: str) -> dict[int, dict[str, float]]:
+    return {seed: {case: values.get(metric) for case, values in cases.items()} for seed, cases in side.items()}
+
+
+def paired_rows(results: list[dict], per_case: dict[str, dict[str, dict]], reference: str = "real") -> list[dict]:
+    """Paired differences (arm - reference) per number of real cases, arm and metric.
+
+    ``per_case``: {run name: {test case: {metric: value}}} (``nnsynth evaluate``'s per-case table).
+    """
+    from nnunet_synth.evaluation.paired import paired_difference
+
+    rows = []
+    for n in sorted({r["n_real"] for r in results}):
+        runs = [r for r in results if r["n_real"] == n]
+        ref = {r["seed"]: per_case.get(r["name"], {}) for r in runs if r["arm"] == reference}
+        for arm in sorted({r["arm"] for r in runs} - {reference}):
+            other = {r["seed"]: per_case.get(r["name"], {}) for r in runs if r["arm"] == arm}
+            for metric, title, _ in PAIRED_METRICS:
+                try:
+                    d = paired_difference(_metric_values(ref, metric), _metric_values(other, metric), metric)
+                except ValueError:
+                    continue
+                rows.append({"n_real": n, "arm": arm, "reference": reference, "metric_title": title, **d.to_dict()})
+    return rows
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    head = ("| real cases | arm - real | metric | difference [95% CI] | p (paired t over seeds) | seeds better | "
+            "training sd | test sd | verdict |")
+    lines = [head, "|" + "---|" * 9]
+    fmts = {m: f for m, _, f in PAIRED_METRICS}
+    for r in rows:
+        f = fmts[r["metric"]]
+        p = "n/a" if r["p_value"] is None else f"{r['p_value']:.3f}"
+        train_sd = "n/a" if r["training_sd"] is None else f"{r['training_sd']:.3f}"
+        lines.append(f"| {r['n_real']} | {r['arm']} | {r['metric_title']} | {f.format(r['mean_difference'])} "
+                     f"[{f.format(r['ci_low'])}, {f.format(r['ci_high'])}] | {p} | {r['seeds_better']}/{r['n_seeds']} "
+                     f"| {train_sd} | {r['test_sd']:.3f} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
+def headline(rows: list[dict]) -> str:
+    """One sentence for the top of a report: the Dice verdict at every size."""
+    dice = [r for r in rows if r["metric"] == "dice"]
+    if not dice:
+        return "No paired comparison (only one arm)."
+    parts = []
+    for r in dice:
+        parts.append(f"{r['arm']} - {r['reference']} at {r['n_real']} real cases: Dice {r['mean_difference']:+.3f} "
+                     f"[95% CI {r['ci_low']:+.3f}, {r['ci_high']:+.3f}], {r['n_seeds']} seed(s): {r['verdict']}")
+    return "; ".join(parts) + "."

@@ -52,11 +52,17 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
     pool_size: int = 16
     pool_uses: int = 4
 
+    @classmethod
+    def synthesis_settings(cls) -> SynthesisSettings:
+        """The variant's class attributes with the NNSYNTH_* overrides, checked (also used by `nnsynth preview`)."""
+        defaults = SynthesisSettings(cls.synth_fraction, cls.lesion_source, cls.renderer, cls.pool_size,
+                                     cls.pool_uses)
+        settings = SynthesisSettings.from_environment(defaults)
+        check_names(settings.lesions, settings.renderer)
+        return settings
+
     def check_settings(self) -> None:
-        defaults = SynthesisSettings(self.synth_fraction, self.lesion_source, self.renderer, self.pool_size,
-                                     self.pool_uses)
-        self.synthesis = SynthesisSettings.from_environment(defaults)
-        check_names(self.synthesis.lesions, self.synthesis.renderer)
+        self.synthesis = self.synthesis_settings()
 
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()

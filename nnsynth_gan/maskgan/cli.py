@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import argparse
 
-from nnsynth_gan.options import (
-    add_dataset_arguments,
-    add_save_arguments,
-    add_steps_arguments,
-    add_switch_arguments,
-    default_device,
-    voxel_shape,
-)
+from nnsynth_gan import options as opt
 from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 
 def _box(text: str) -> tuple[int, int, int]:
-    return voxel_shape(text, "box")
+    return opt.voxel_shape(text, "box")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    add_dataset_arguments(p, "cross-validation fold of splits_final.json, or 'all' (default 0)")
+    opt.add_dataset_arguments(p, "cross-validation fold of splits_final.json, or 'all' (default 0)")
 
 
 def _sample_outputs(p: argparse.ArgumentParser) -> None:
@@ -41,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "training cases in $nnUNet_preprocessed. Checkpoints, loss curve and sample mosaics go to "
         "$nnUNet_results/DatasetXXX_Name/nnsynth/. Runs data-parallel under torchrun --nproc_per_node N.")
     _common(t)
-    add_steps_arguments(t, 2000, "generator", "maskgan_fold<F>_latest.pt")
+    opt.add_steps_arguments(t, 2000, "generator", "maskgan_fold<F>_latest.pt")
     t.add_argument("--batch-size", type=arg.integer(1, 1024), default=4,
                    help="masks per rank and critic step (default 4)")
     t.add_argument("--n-critic", type=arg.integer(1, 100), default=5,
@@ -49,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=arg.number(0, 1, above=True), default=2e-4, help="Adam learning rate (default 2e-4)")
     t.add_argument("--volume-weight", type=arg.number(0), default=1.0,
                    help="weight of the log-volume consistency loss on the generator (default 1)")
-    add_save_arguments(t)
+    opt.add_save_arguments(t)
     t.add_argument("--cluster-mm", type=arg.number(0), default=10.0,
                    help="lesion components closer than this (mm) form one training lesion (default 10)")
     t.add_argument("--box", type=_box, default=None,
@@ -60,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--n-levels", type=arg.integer(1, 8), default=None, help="2x up/down-sampling levels (default 3)")
     t.add_argument("--final-kernel", type=arg.POSITIVE, default=None,
                    help="kernel of the generator's last convolution (default 7, as the paper; 3 is ~3x faster)")
-    add_switch_arguments(t)
+    opt.add_switch_arguments(t)
     t.set_defaults(func=run_train)
 
     s = subparsers.add_parser(
@@ -93,7 +86,7 @@ def run_train(args: argparse.Namespace) -> int:
                                ("n_levels", args.n_levels), ("final_kernel", args.final_kernel))
              if v is not None}
     opts = TrainOptions(dataset_id=args.dataset_id, fold=args.fold, steps=args.steps,
-                        device=args.device or default_device(), resume=args.resume, plans=args.plans,
+                        device=args.device or opt.default_device(), resume=args.resume, plans=args.plans,
                         configuration=args.configuration, batch_size=args.batch_size, n_critic=args.n_critic,
                         lr=args.lr, volume_weight=args.volume_weight, save_every=args.save_every,
                         seed=args.seed, augment=args.augment, cluster_mm=args.cluster_mm, box=args.box,
@@ -117,7 +110,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise NNSynthError("--n must be >= 1")
     fp = dataset_fingerprint(args.dataset_id, args.plans, args.configuration)
     path = Path(args.checkpoint) if args.checkpoint else find_checkpoint(args.dataset_id, "maskgan", args.fold)
-    sampler = MaskSampler.from_checkpoint(path, fp, args.device or default_device())
+    sampler = MaskSampler.from_checkpoint(path, fp, args.device or opt.default_device())
     masks, requested, _ = sampler.sample_with_volumes(args.n, args.volume_ml, seed=args.seed)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +141,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(args.dataset_id, args.n, Path(args.output), fold=args.fold,
                           checkpoint=Path(args.checkpoint) if args.checkpoint else None, plans=args.plans,
                           configuration=args.configuration, seed=args.seed,
-                          device=args.device or default_device())
+                          device=args.device or opt.default_device())
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
     return 0

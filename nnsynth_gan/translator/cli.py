@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from nnsynth_gan.options import (
-    add_dataset_arguments,
-    add_save_arguments,
-    add_steps_arguments,
-    add_switch_arguments,
-    default_device,
-    voxel_shape,
-)
+from nnsynth_gan import options as opt
 from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 
 
 def _shape(text: str) -> tuple[int, int, int]:
-    return voxel_shape(text, "crop")
+    return opt.voxel_shape(text, "crop")
 
 
 def _filters(text: str) -> tuple[int, ...]:
@@ -34,7 +27,7 @@ def _filters(text: str) -> tuple[int, ...]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    add_dataset_arguments(p, "cross-validation fold of splits_final.json (default 0)")
+    opt.add_dataset_arguments(p, "cross-validation fold of splits_final.json (default 0)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under torchrun --nproc_per_node N.")
     _common(t)
     t.add_argument("--arch", choices=("pix2pix", "spade"), required=True, help="translator architecture")
-    add_steps_arguments(t, 5000, "training", "<arch>_fold<F>_latest.pt")
+    opt.add_steps_arguments(t, 5000, "training", "<arch>_fold<F>_latest.pt")
     t.add_argument("--crop", type=_shape, default=(64, 64, 64),
                    help="training crop in voxels, N or X,Y,Z (default 64; a multiple of 2**levels)")
     t.add_argument("--batch-size", type=arg.integer(1, 1024), default=1,
@@ -63,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="steps over which --d-noise anneals (default 1000)")
     t.add_argument("--lesion-fraction", type=arg.number(0, 1), default=0.33,
                    help="share of crops centred on a lesion voxel (default 0.33)")
-    add_save_arguments(t)
+    opt.add_save_arguments(t)
     t.add_argument("--filters", type=arg.POSITIVE, default=None,
                    help="generator filters at full resolution (default 32)")
     t.add_argument("--max-filters", type=arg.POSITIVE, default=None, help="generator filter cap (default 256)")
@@ -77,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="SPADE: channels of the label embedding in each SPADE layer (default 32)")
     t.add_argument("--upsampling", choices=("transpose", "trilinear"), default=None,
                    help="pix2pix: decoder up-sampling (default transpose, as pix2pix)")
-    add_switch_arguments(t)
+    opt.add_switch_arguments(t)
     t.set_defaults(func=run_train)
 
     r = subparsers.add_parser(
@@ -115,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise NNSynthError("--upsampling applies to --arch pix2pix only")
     model = {k: v for k, v in names if v is not None}
     opts = TrainOptions(dataset_id=args.dataset_id, arch=args.arch, fold=args.fold, steps=args.steps,
-                        device=args.device or default_device(), resume=args.resume, plans=args.plans,
+                        device=args.device or opt.default_device(), resume=args.resume, plans=args.plans,
                         configuration=args.configuration, crop=args.crop, batch_size=args.batch_size, lr=args.lr,
                         l1_weight=args.l1_weight, fm_weight=args.fm_weight, d_noise=args.d_noise,
                         d_noise_steps=args.d_noise_steps, lesion_fraction=args.lesion_fraction,
@@ -133,6 +126,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(args.dataset_id, Path(args.output),
                           [Path(p) for p in args.checkpoint] if args.checkpoint else None, fold=args.fold,
                           plans=args.plans, configuration=args.configuration, seed=args.seed,
-                          device=args.device or default_device(), max_cases=args.max_cases, include_gmm=args.gmm)
+                          device=args.device or opt.default_device(), max_cases=args.max_cases, include_gmm=args.gmm)
     print(f"wrote {report['files']['markdown']}, {report['files']['json']} and {report['files']['figure']}")
     return 0
