@@ -1,0 +1,68 @@
+"""Paired comparison of arms: hierarchical bootstrap CI, paired t over seeds, verdicts from the CI alone."""
+
+import numpy as np
+import pytest
+
+from nnsynth_experiments.report import headline, paired_markdown, paired_rows
+from nnunet_synth.evaluation.paired import paired_difference
+
+
+def _scores(base: float, shift: float, seeds: int, cases: int = 20, noise: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ref, arm = {}, {}
+    for s in range(seeds):
+        training = rng.normal(0, 0.02)  # a seed's training noise, shared by its test cases
+        values = rng.uniform(0.3, 0.7, cases)
+        ref[s] = {f"c{c}": float(v) for c, v in enumerate(values)}
+        arm[s] = {f"c{c}": float(v + shift + training + rng.normal(0, noise)) for c, v in enumerate(values)}
+    return ref, arm
+
+
+def test_a_clear_gain_is_called_helps_and_counted_per_seed():
+    ref, arm = _scores(0.5, 0.1, seeds=5)
+    d = paired_difference(ref, arm, "dice")
+    assert d.verdict == "helps" and d.ci_low > 0.05 and d.ci_high < 0.15 and d.seeds_better == 5
+    assert d.p_value is not None and d.p_value < 0.01
+    assert d.n_seeds == 5 and d.n_cases == 20 and d.training_sd is not None and d.test_sd > 0
+
+
+def test_no_difference_cannot_tell_and_one_seed_never_decides():
+    ref, arm = _scores(0.5, 0.0, seeds=4)
+    d = paired_difference(ref, arm, "dice")
+    assert d.ci_low < 0 < d.ci_high and d.verdict == "cannot tell at this power"
+    one = paired_difference({0: ref[0]}, {0: {k: v + 0.2 for k, v in ref[0].items()}}, "dice")
+    assert one.p_value is None and one.training_sd is None and one.verdict.startswith("one run per arm")
+
+
+def test_lower_is_better_metrics_flip_the_verdict():
+    ref, arm = _scores(5.0, -1.0, seeds=4)
+    d = paired_difference(ref, arm, "abs_volume_diff_ml")
+    assert d.mean_difference < 0 and d.verdict == "helps" and d.seeds_better == 4
+
+
+def test_only_shared_seeds_and_cases_are_paired():
+    ref, arm = _scores(0.5, 0.1, seeds=3)
+    arm[7] = {"c0": 1.0}  # a seed the reference never ran
+    del arm[0]["c3"]
+    d = paired_difference(ref, arm, "dice")
+    assert d.n_seeds == 3
+    with pytest.raises(ValueError, match="no seed"):
+        paired_difference({0: {"a": 0.1}}, {1: {"a": 0.2}})
+
+
+def test_report_rows_table_and_headline():
+    ref, arm = _scores(0.5, 0.1, seeds=3)
+    results, per_case = [], {}
+    for s in range(3):
+        for name, side in (("real", ref), ("synth", arm)):
+            run = f"n010_seed{s}_{name}"
+            results.append({"name": run, "n_real": 10, "seed": s, "arm": name})
+            per_case[run] = {c: {"dice": v, "lesion_f1": v, "abs_volume_diff_ml": 1 - v} for c, v in side[s].items()}
+    rows = paired_rows(results, per_case)
+    assert {r["metric"] for r in rows} == {"dice", "lesion_f1", "abs_volume_diff_ml"}
+    dice = next(r for r in rows if r["metric"] == "dice")
+    assert dice["arm"] == "synth" and dice["reference"] == "real" and dice["verdict"] == "helps"
+    table = paired_markdown(rows)
+    assert "| 10 | synth | Dice (ISLES) | +0.1" in table and "3/3" in table
+    assert headline(rows).startswith("synth - real at 10 real cases: Dice +0.1") and "helps" in headline(rows)
+    assert headline([]) == "No paired comparison (only one arm)."
