@@ -191,3 +191,32 @@ def test_bad_arguments_are_named(nnunet_env: dict[str, Path], capsys: pytest.Cap
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert list(nnunet_env["nnUNet_raw"].iterdir()) == []
+
+
+def test_acquisition_variants_reimage_the_test_subjects(nnunet_env: dict[str, Path]) -> None:
+    import nibabel as nib
+
+    folder = make_demo_cohort(994, subjects=4, spacing=6.0, test_fraction=0.5, progress=False,
+                              variants=("scanner-b", "thick-slice"))
+    test_ids = sorted(p.name for p in (folder / "labelsTs").iterdir())
+    facts = json.loads((folder / "demo_cohort.json").read_text())
+    assert sorted(facts["variants"]) == ["scanner-b", "thick-slice"]
+    for variant in ("scanner-b", "thick-slice"):
+        sub = folder / f"test_{variant}"
+        assert sorted(p.name for p in (sub / "labelsTs").iterdir()) == test_ids
+        assert len(list((sub / "imagesTs").iterdir())) == 2 * len(test_ids)
+        assert len(facts["variants"][variant]["cases"]) == len(test_ids)
+    case = test_ids[0].replace(".nii.gz", "")
+    base_label = nib.load(folder / "labelsTs" / f"{case}.nii.gz")
+    scanner = folder / "test_scanner-b"
+    # another scanner: the same subject and lesions, other intensities
+    np.testing.assert_array_equal(np.asarray(nib.load(scanner / "labelsTs" / f"{case}.nii.gz").dataobj),
+                                  np.asarray(base_label.dataobj))
+    base_dwi = np.asarray(nib.load(folder / "imagesTs" / f"{case}_0000.nii.gz").dataobj)
+    other_dwi = np.asarray(nib.load(scanner / "imagesTs" / f"{case}_0000.nii.gz").dataobj)
+    assert base_dwi.shape == other_dwi.shape and not np.allclose(base_dwi, other_dwi)
+    thick = nib.load(folder / "test_thick-slice" / "imagesTs" / f"{case}_0000.nii.gz")
+    assert np.allclose(thick.header.get_zooms()[:3], (6.0, 6.0, 12.0))
+    lesion_ml = [np.asarray(nib.load(f / "labelsTs" / f"{case}.nii.gz").dataobj).sum() * np.prod(z)
+                 for f, z in ((folder, (6, 6, 6)), (folder / "test_thick-slice", (6, 6, 12)))]
+    assert (lesion_ml[0] > 0) == (lesion_ml[1] > 0)  # the same lesions, imaged coarser

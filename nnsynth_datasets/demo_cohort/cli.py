@@ -21,7 +21,8 @@ The same --seed and --spacing always give the same files, whatever -np."""
 
 EPILOG = """\
 examples:
-  nnsynth demo-cohort --dataset-id 990                       # 40 subjects at 2 mm
+  nnsynth demo-cohort --dataset-id 990                       # 40 subjects at 3 mm
+  nnsynth demo-cohort --dataset-id 992 --subjects 80 --test-fraction 0.5 --variants scanner-b thick-slice
   nnsynth demo-cohort --dataset-id 991 --subjects 8 --spacing 4 -np 2   # tiny, for tests
   nnUNetv2_plan_and_preprocess -d 990 -c 3d_fullres --verify_dataset_integrity"""
 
@@ -42,6 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="share of subjects held out in imagesTs/labelsTs (default: 0.25)")
     parser.add_argument("--name", default="NNSynthDemo",
                         help="dataset name after DatasetXXX_ (default: NNSynthDemo)")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="NAME",
+                        help="out-of-domain test sets: the test subjects again, imaged another way, in "
+                        "test_<NAME>/{imagesTs,labelsTs}: scanner-b (another site's contrast, gain, SNR, bias), "
+                        "thick-slice (slices twice as thick)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset that uses this id")
     parser.add_argument("-np", "--num-processes", type=int, default=1, metavar="N", dest="num_processes",
@@ -54,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     folder = make_demo_cohort(args.dataset_id, subjects=args.subjects, seed=args.seed,
                               spacing=args.spacing, test_fraction=args.test_fraction, name=args.name,
-                              overwrite=args.overwrite, num_processes=args.num_processes)
+                              overwrite=args.overwrite, num_processes=args.num_processes,
+                              variants=args.variants)
     print(f"wrote {folder}")
     print(summarize(json.loads((folder / FACTS_FILE).read_text())))
     return 0

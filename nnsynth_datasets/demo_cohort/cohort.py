@@ -53,6 +53,14 @@ PREVIEW_FILE = "demo_cohort_preview.png"
 SPACING_RANGE_MM = (0.5, 10.0)
 SHORT_NAMES = {"t2_shine_through": "T2 shine-through", "chronic_infarct": "chronic",
                "susceptibility_artifact": "susceptibility"}
+# Out-of-domain test sets: the test subjects again (same anatomy and lesions), acquired another way;
+# written to test_<variant>/{imagesTs,labelsTs,labelmapsTs} of the same dataset.
+VARIANTS = {
+    "scanner-b": {"scanner": "scanner-b", "slice_factor": 1.0,
+                  "about": "another site's scanner: other grey/white-matter contrast, gain, lower SNR, stronger bias"},
+    "thick-slice": {"scanner": "default", "slice_factor": 2.0,
+                    "about": "a thick-slice protocol: slices twice as thick as the training spacing (anisotropic)"},
+}
 TEMPLATE_REFERENCE = ("MNI ICBM152 2009 nonlinear symmetric template and tissue maps (Fonov et al., "
                       "NeuroImage 2011), as shipped with nilearn")
 
@@ -99,8 +107,10 @@ def _measured_contrast(facts: dict, region: Region, dwi: np.ndarray, adc: np.nda
             facts[name] = _round(image[region.crop][region.selected].mean() / np.average(means, weights=weights))
 
 
-def simulate_subject(index: int, seed: int, spacing: Spacing, lesion_free: bool) -> Subject:
-    """Everything about subject `index` follows from np.random.default_rng([seed, index])."""
+def simulate_subject(index: int, seed: int, spacing: Spacing, lesion_free: bool,
+                     scanner: str = "default") -> Subject:
+    """Everything about subject `index` follows from np.random.default_rng([seed, index]); ``scanner``
+    changes only how it is imaged (anatomy and lesions are drawn first, the same for every scanner)."""
     rng = np.random.default_rng([seed, index])
     template = load_template(tuple(float(s) for s in spacing))
     geometry, anatomy_facts = random_geometry(rng, template)
@@ -108,7 +118,7 @@ def simulate_subject(index: int, seed: int, spacing: Spacing, lesion_free: bool)
     voxel_ml = anatomy.grid.voxel_ml
     infarcts = plan_infarcts(rng, template, lesion_free)
     confounders = plan_confounders(rng, template)
-    contrast = random_contrast(rng)
+    contrast = random_contrast(rng, scanner)
 
     labelmap = anatomy.labels.copy()
     lesion = np.zeros(labelmap.shape, dtype=bool)
@@ -201,10 +211,11 @@ class Job:
     seed: int
     spacing: Spacing
     folder: Path
+    scanner: str = "default"
 
 
 def _run_job(job: Job) -> tuple[dict, dict]:
-    subject = simulate_subject(job.index, job.seed, job.spacing, job.lesion_free)
+    subject = simulate_subject(job.index, job.seed, job.spacing, job.lesion_free, job.scanner)
     write_subject(subject, job.folder, job.case_id, job.split)
     facts = {"case": job.case_id, "split": job.split, **subject.facts}
     return facts, {"case": job.case_id, **_preview_slices(subject)}
@@ -265,12 +276,34 @@ def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[
     return [r[0] for r in results], [r[1] for r in results]
 
 
+def variant_jobs(jobs: list[Job], variants: list[str], root: Path) -> list[Job]:
+    """The test subjects again, once per acquisition variant, into root/test_<variant>/."""
+    out = []
+    for variant in variants:
+        spec = VARIANTS[variant]
+        base = jobs[0].spacing
+        spacing = (base[0], base[1], base[2] * spec["slice_factor"])
+        for job in jobs:
+            if job.split == "test":
+                out.append(Job(job.index, job.case_id, "test", job.lesion_free, job.seed, spacing,
+                               root / f"test_{variant}", spec["scanner"]))
+    return out
+
+
 def make_demo_cohort(dataset_id: int, subjects: int = 40, seed: int = 0,
                      spacing: float | tuple | list = (3.0, 3.0, 3.0), test_fraction: float = 0.25,
                      name: str = "NNSynthDemo", overwrite: bool = False, num_processes: int = 1,
-                     progress: bool = True) -> Path:
-    """Write $nnUNet_raw/DatasetXXX_<name> atomically and return its path."""
+                     progress: bool = True, variants: list[str] | tuple[str, ...] = ()) -> Path:
+    """Write $nnUNet_raw/DatasetXXX_<name> atomically and return its path.
+
+    ``variants``: out-of-domain test sets (``VARIANTS``) of the same test subjects, in test_<variant>/.
+    """
     spacing = check_arguments(dataset_id, subjects, seed, spacing, test_fraction, name, num_processes)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise NNSynthError(f"--variants {' '.join(unknown)}: unknown (choose from {', '.join(VARIANTS)})")
+    if variants and test_fraction <= 0:
+        raise NNSynthError("--variants re-image the test subjects: give a --test-fraction above 0")
     width = max(3, len(str(subjects - 1)))
     plan = plan_cohort(subjects, seed, test_fraction)
     with staged_dataset(dataset_id, name, overwrite) as tmp:
@@ -280,7 +313,15 @@ def make_demo_cohort(dataset_id: int, subjects: int = 40, seed: int = 0,
         load_template(spacing)  # once in the parent: forked workers inherit it
         jobs = [Job(i, f"demo_{i:0{width}d}", split, free, seed, spacing, tmp) for i, split, free in plan]
         cases, previews = _simulate_all(jobs, min(num_processes, subjects), progress)
+        extra = variant_jobs(jobs, list(variants), tmp)
+        for variant in variants:
+            for sub in SPLIT_FOLDERS["test"]:
+                (tmp / f"test_{variant}" / sub).mkdir(parents=True)
+        variant_cases = _simulate_all(extra, min(num_processes, len(extra)), progress)[0] if extra else []
         cohort = _cohort_facts(cases, seed, spacing, test_fraction)
+        cohort["variants"] = {v: {**VARIANTS[v], "folder": f"test_{v}",
+                                  "cases": [c for c, j in zip(variant_cases, extra) if j.folder.name == f"test_{v}"]}
+                              for v in variants}
         _write_dataset_json(tmp, cohort, dataset_folder_name(dataset_id, name))
         write_json_atomic(tmp / FACTS_FILE, cohort)
         write_preview(tmp / PREVIEW_FILE, previews, cases, spacing)

@@ -45,10 +45,28 @@ class Contrast:
                 "bias_field_sd": round(self.bias_sd, 3), "texture_sd": round(self.texture_sd, 3)}
 
 
-def random_contrast(rng: np.random.Generator) -> Contrast:
-    return Contrast(adc=TISSUE_ADC * rng.normal(1.0, 0.04, 3), s0=TISSUE_S0 * rng.normal(1.0, 0.05, 3),
-                    gain=float(rng.uniform(300.0, 900.0)), snr=float(rng.uniform(10.0, 28.0)),
-                    bias_sd=float(rng.uniform(0.06, 0.18)), texture_sd=float(rng.uniform(0.02, 0.05)))
+@dataclass(frozen=True)
+class Scanner:
+    """Ranges an acquisition's settings are drawn from: one scanner / protocol of a site."""
+
+    s0_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)  # CSF, GM, WM S0 relative to the default tissues
+    gain: tuple[float, float] = (300.0, 900.0)
+    snr: tuple[float, float] = (10.0, 28.0)
+    bias_sd: tuple[float, float] = (0.06, 0.18)
+
+
+# the training scanner, and another site's: other tissue contrast (GM/WM S0), gain, lower SNR, stronger bias
+SCANNERS = {"default": Scanner(),
+            "scanner-b": Scanner(s0_scale=(0.8, 1.12, 0.9), gain=(1500.0, 2500.0), snr=(6.0, 12.0),
+                                 bias_sd=(0.2, 0.35))}
+
+
+def random_contrast(rng: np.random.Generator, scanner: str = "default") -> Contrast:
+    site = SCANNERS[scanner]
+    return Contrast(adc=TISSUE_ADC * rng.normal(1.0, 0.04, 3),
+                    s0=TISSUE_S0 * np.asarray(site.s0_scale) * rng.normal(1.0, 0.05, 3),
+                    gain=float(rng.uniform(*site.gain)), snr=float(rng.uniform(*site.snr)),
+                    bias_sd=float(rng.uniform(*site.bias_sd)), texture_sd=float(rng.uniform(0.02, 0.05)))
 
 
 @dataclass
