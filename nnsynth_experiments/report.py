@@ -159,3 +159,45 @@ def headline(rows: list[dict]) -> str:
         parts.append(f"{r['arm']} - {r['reference']} at {r['n_real']} real cases: Dice {r['mean_difference']:+.3f} "
                      f"[95% CI {r['ci_low']:+.3f}, {r['ci_high']:+.3f}], {r['n_seeds']} seed(s): {r['verdict']}")
     return "; ".join(parts) + "."
+
+
+SIZE_STRATA = (("< 1 ml", 0.0, 1.0), ("1-10 ml", 1.0, 10.0), ("> 10 ml", 10.0, math.inf))
+
+
+def stratified_rows(results: list[dict], per_case: dict[str, dict[str, dict]]) -> list[dict]:
+    """Per (real cases, arm, stratum): Dice and lesion F1 by reference lesion volume, and on lesion-free
+    test cases the false-positive volume and the share of cases with any predicted lesion.
+
+    Means over every (seed, test case) of the cell; ``cases`` counts the test cases per seed.
+    """
+    rows = []
+    for n in sorted({r["n_real"] for r in results}):
+        for arm in sorted({r["arm"] for r in results if r["n_real"] == n}):
+            cases = [c for r in results if r["n_real"] == n and r["arm"] == arm
+                     for c in per_case.get(r["name"], {}).values()]
+            seeds = max(1, len({r["seed"] for r in results if r["n_real"] == n and r["arm"] == arm}))
+            for title, lo, hi in SIZE_STRATA:
+                cell = [c for c in cases if c["gt_volume_ml"] > 0 and lo <= c["gt_volume_ml"] < hi]
+                if cell:
+                    rows.append({"n_real": n, "arm": arm, "stratum": title, "cases": len(cell) // seeds,
+                                 "dice": float(np.mean([c["dice"] for c in cell])),
+                                 "lesion_f1": float(np.mean([c["lesion_f1"] for c in cell]))})
+            free = [c for c in cases if c["gt_volume_ml"] == 0]
+            if free:
+                rows.append({"n_real": n, "arm": arm, "stratum": "lesion-free", "cases": len(free) // seeds,
+                             "fp_volume_ml": float(np.mean([c["pred_volume_ml"] for c in free])),
+                             "fp_case_share": float(np.mean([c["pred_count"] > 0 for c in free]))})
+    return rows
+
+
+def stratified_markdown(rows: list[dict]) -> str:
+    lines = ["| real cases | arm | reference lesions | test cases | Dice | lesion F1 | FP volume (ml) | "
+             "cases with FP |", "|" + "---|" * 8]
+    for r in rows:
+        if r["stratum"] == "lesion-free":
+            lines.append(f"| {r['n_real']} | {r['arm']} | none | {r['cases']} | | | {r['fp_volume_ml']:.2f} | "
+                         f"{100 * r['fp_case_share']:.0f}% |")
+        else:
+            lines.append(f"| {r['n_real']} | {r['arm']} | {r['stratum']} | {r['cases']} | {r['dice']:.3f} | "
+                         f"{r['lesion_f1']:.3f} | | |")
+    return "\n".join(lines)

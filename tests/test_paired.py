@@ -66,3 +66,22 @@ def test_report_rows_table_and_headline():
     assert "| 10 | synth | Dice (ISLES) | +0.1" in table and "3/3" in table
     assert headline(rows).startswith("synth - real at 10 real cases: Dice +0.1") and "helps" in headline(rows)
     assert headline([]) == "No paired comparison (only one arm)."
+
+
+def test_stratified_rows_by_lesion_size_and_false_positives_on_lesion_free_cases():
+    from nnsynth_experiments.report import stratified_markdown, stratified_rows
+
+    per_case = {"r": {"small": {"gt_volume_ml": 0.5, "dice": 0.2, "lesion_f1": 0.5, "pred_volume_ml": 1.0,
+                                "pred_count": 1},
+                      "big": {"gt_volume_ml": 20.0, "dice": 0.8, "lesion_f1": 1.0, "pred_volume_ml": 18.0,
+                              "pred_count": 1},
+                      "free1": {"gt_volume_ml": 0.0, "dice": 1.0, "lesion_f1": 1.0, "pred_volume_ml": 0.0,
+                                "pred_count": 0},
+                      "free2": {"gt_volume_ml": 0.0, "dice": 0.0, "lesion_f1": 0.0, "pred_volume_ml": 3.0,
+                                "pred_count": 2}}}
+    rows = stratified_rows([{"name": "r", "n_real": 10, "seed": 0, "arm": "real"}], per_case)
+    by = {r["stratum"]: r for r in rows}
+    assert set(by) == {"< 1 ml", "> 10 ml", "lesion-free"}
+    assert by["< 1 ml"]["dice"] == 0.2 and by["> 10 ml"]["lesion_f1"] == 1.0
+    assert by["lesion-free"]["fp_volume_ml"] == 1.5 and by["lesion-free"]["fp_case_share"] == 0.5
+    assert "| 10 | real | none | 2 | | | 1.50 | 50% |" in stratified_markdown(rows)
