@@ -69,6 +69,31 @@ PROFILES = {
                      epochs=1000, iterations=250, val_iterations=50, device="cuda", maskgan_steps=20000,
                      translator_steps=20000),
 }
+# the same on nnU-Net's residual-encoder preset M (its recommendation since 2024, for GPUs of 9-11 GB)
+PROFILES["paper-resenc"] = replace(PROFILES["paper"], name="paper-resenc", plans="nnUNetResEncUNetMPlans")
+
+# plans a profile makes with `nnsynth shrink-plans` are copied from these
+SHRINK_SOURCE_PLANS = "nnUNetPlans"
+# the planner (nnUNetv2_plan_and_preprocess -pl) that writes each of nnU-Net's own plans
+PLANNERS = {"nnUNetPlans": None, "nnUNetResEncUNetMPlans": "nnUNetPlannerResEncM",
+            "nnUNetResEncUNetLPlans": "nnUNetPlannerResEncL", "nnUNetResEncUNetXLPlans": "nnUNetPlannerResEncXL"}
+
+
+def planning_hint(dataset_id: int, plans: str, configuration: str = "3d_fullres") -> str:
+    """The command that writes ``plans`` (so a missing plans file names its fix)."""
+    if plans not in PLANNERS:
+        return (f"plans {plans} are not nnU-Net's own: make them with nnsynth shrink-plans -d {dataset_id} "
+                f"--plans-name {plans} or your own planner")
+    planner = PLANNERS[plans]
+    return (f"run nnUNetv2_plan_and_preprocess -d {dataset_id}" + (f" -pl {planner}" if planner else "")
+            + f" -c {configuration} first")
+
+
+def required_plans(profile: Profile, preprocessed: Path | None) -> str:
+    """The plans that must exist before a run: the profile's own, or the source of those it shrinks."""
+    if profile.shrink and (preprocessed is None or not (preprocessed / f"{profile.plans}.json").is_file()):
+        return SHRINK_SOURCE_PLANS
+    return profile.plans
 
 
 def profile_with(name: str, **overrides) -> Profile:

@@ -21,23 +21,35 @@ from pathlib import Path
 
 from nnsynth_experiments.design import (
     ARMS,
+    PROFILES,
     Profile,
     RunSpec,
     assign_folds,
     check_same_training,
     choose_test_set,
     parse_sizes,
+    planning_hint,
     profile_with,
+    required_plans,
     subsample,
     subset_key,
     trainer_class,
 )
 from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
-from nnsynth_experiments.report import aggregate, csv_text, markdown_table, plot_dice, runs_csv_text
+from nnsynth_experiments.report import (
+    aggregate,
+    csv_text,
+    headline,
+    markdown_table,
+    paired_markdown,
+    paired_rows,
+    plot_dice,
+    runs_csv_text,
+)
 from nnsynth_trainers.registration import trainer_path
 from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
-from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic
+from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic, write_text_atomic
 from nnunet_synth.nnunet_io.folders import NNUNetFolders
 
 CONFIGURATION = "3d_fullres"
@@ -52,8 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="numbers of real training cases (integers or 'all'; default 10 20 50 all)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"], help="default: real synth")
     p.add_argument("--seeds", type=arg.POSITIVE, default=3, help="subsamples (and trainings) per size (default 3)")
-    p.add_argument("--profile", choices=("cpu-small", "paper"), default="cpu-small",
-                   help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="cpu-small",
+                   help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget; "
+                        "paper-resenc: the same with nnU-Net's residual-encoder plans nnUNetResEncUNetMPlans "
+                        "(plan with -pl nnUNetPlannerResEncM)")
     p.add_argument("--generators", choices=("gmm", "learned"), default="gmm",
                    help="gmm: real lesions + Gaussian-mixture renderer fitted per fold; learned: mask GAN + "
                         "pix2pix trained per fold on the subsample (default gmm)")
@@ -106,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def main(args: argparse.Namespace) -> int:
     summary = run_experiment(config_from_args(args))
-    print("\n" + summary["table_markdown"])
+    print("\n" + summary["verdict"] + "\n\n" + summary["paired_markdown"] + "\n\n" + summary["table_markdown"])
     print(f"\nexperiment folder: {summary['output']}")
     return 0
 
@@ -149,9 +163,14 @@ class ExperimentRunner:
         env = dict(cfg.env)
         folders = NNUNetFolders.of(cfg.dataset_id, env)
         self.raw, self.pre = folders.raw, folders.preprocessed
-        if self.raw is None or self.pre is None or not (self.pre / "nnUNetPlans.json").is_file():
-            raise NNSynthError(f"dataset {cfg.dataset_id} must be in $nnUNet_raw and planned+preprocessed: run "
-                               f"nnUNetv2_plan_and_preprocess -d {cfg.dataset_id} -c {CONFIGURATION} first")
+        needed = required_plans(self.prof, self.pre)
+        if self.raw is None or self.pre is None:
+            raise NNSynthError(f"dataset {cfg.dataset_id} must be in $nnUNet_raw and planned+preprocessed: "
+                               f"{planning_hint(cfg.dataset_id, needed, CONFIGURATION)}")
+        if not (self.pre / f"{needed}.json").is_file():
+            made_from = "" if needed == self.prof.plans else f", copied by nnsynth shrink-plans to {self.prof.plans}"
+            raise NNSynthError(f"{self.pre / f'{needed}.json'} not found (plans of profile {self.prof.name}"
+                               f"{made_from}): {planning_hint(cfg.dataset_id, needed, CONFIGURATION)}")
         self.out = (cfg.output or folders.results / f"nnsynth_experiment_{self.prof.name}").resolve()
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = nnunet_environment(None, str(trainer_path()), base=env)
@@ -184,7 +203,8 @@ class ExperimentRunner:
                                    f"asks for {prof.patch}^3 and {prof.stages}: pass --plans with a new name (made "
                                    "for you) or matching --patch/--stages")
         elif not plans_file.is_file():
-            raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name})")
+            raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name}): "
+                               f"{planning_hint(cfg.dataset_id, prof.plans, CONFIGURATION)}")
         train_ids = _case_ids(self.raw / "labelsTr", ending)
         test_from_ts = _case_ids(self.raw / "labelsTs", ending)
         if test_from_ts and cfg.test_cases is None:
@@ -291,19 +311,31 @@ class ExperimentRunner:
     def report(self, results: list[dict]) -> dict:
         rows = aggregate(results)
         table = markdown_table(rows)
+        per_case = {}
+        for r in results:
+            metrics_file = self.out / "runs" / r["name"] / "predictions" / "stroke_metrics.json"
+            if metrics_file.is_file():
+                per_case[r["name"]] = json.loads(metrics_file.read_text())["per_case"]
+        reference = "real" if "real" in self.cfg.arms else self.cfg.arms[0]
+        paired = paired_rows(results, per_case, reference)
+        verdict = headline(paired)
         prof = self.prof
         budget = (f"profile {prof.name}: plans {prof.plans}, {prof.epochs} epochs x {prof.iterations} iterations"
                   + (f", patch {prof.patch}^3" if prof.shrink else "") + f", generators {self.cfg.generators}")
         n_test = len(json.loads((self.out / "experiment.json").read_text())["test_set"]["cases"])
-        (self.out / "results.md").write_text(
-            f"# nnsynth experiment on {self.raw.name}\n\n{budget}; {n_test} held-out test cases; mean +/- sd over "
-            f"seeds (subsamples). Dice (ISLES): nnsynth evaluate, 1.0 for two empty masks; Dice (nnU-Net): "
-            f"nnUNetv2_evaluate_folder's foreground mean (both-empty cases left out).\n\n{table}\n\n"
-            "![Dice vs real cases](dice_vs_real_cases.png)\n")
-        (self.out / "results.csv").write_text(csv_text(rows))
-        (self.out / "runs.csv").write_text(runs_csv_text(results))
+        write_text_atomic(self.out / "results.md",
+            f"# nnsynth experiment on {self.raw.name}\n\n**{verdict}**\n\n{budget}; {n_test} held-out test cases. "
+            f"Paired differences to the {reference} arm (same subsample per seed, same test cases): 95% CI from a "
+            "hierarchical bootstrap (seeds, then test cases), p from a paired t-test over the seeds' mean "
+            "differences; training sd = sd of the per-seed mean differences, test sd = bootstrap sd over test "
+            f"cases.\n\n{paired_markdown(paired)}\n\nPer arm, mean +/- sd over seeds (subsamples); Dice (ISLES): "
+            "nnsynth evaluate, 1.0 for two empty masks; Dice (nnU-Net): nnUNetv2_evaluate_folder's foreground "
+            f"mean (both-empty cases left out).\n\n{table}\n\n![Dice vs real cases](dice_vs_real_cases.png)\n")
+        write_text_atomic(self.out / "results.csv", csv_text(rows))
+        write_text_atomic(self.out / "runs.csv", runs_csv_text(results))
         plot_dice(rows, self.out / "dice_vs_real_cases.png", f"{self.raw.name}, {budget}")
-        summary = {"output": str(self.out), "rows": rows, "runs": results, "table_markdown": table}
+        summary = {"output": str(self.out), "rows": rows, "paired": paired, "verdict": verdict, "runs": results,
+                   "table_markdown": table, "paired_markdown": paired_markdown(paired)}
         write_json_atomic(self.out / "results.json", summary)
         return summary
 

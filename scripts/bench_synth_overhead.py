@@ -8,6 +8,7 @@ the synthetic-case pool statistics, and prints a table:
 
 nnUNet_raw / nnUNet_preprocessed / nnUNet_results must point at a preprocessed dataset with
 labelmapsTr (e.g. the demo cohort). Results go to a scratch results folder, not yours.
+``train_and_time`` and ``alternate`` are shared with ``scripts/device_check.py`` (GPU check).
 """
 
 from __future__ import annotations
@@ -17,28 +18,117 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 TRAINERS = ("nnUNetTrainerBudget", "nnUNetTrainerSynth")
+POOL_LINE = re.compile(r"pool generated (\d+) cases \(([0-9.]+) s each\) for (\d+) synthetic samples; "
+                       r"served while starved: (\d+)")
+FEED_LINE = re.compile(r"nnsynth: main process generated (\d+) cases for the workers")
 
 
-def run(trainer: str, args: argparse.Namespace, results: Path, trainer_path: str) -> dict:
-    env = {**os.environ, "nnUNet_results": str(results), "nnUNet_extTrainer": trainer_path,
-           "nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", "0"), "nnUNet_def_n_proc": "1",
-           "nnUNet_compile": "f", "NNSYNTH_EPOCHS": str(args.epochs), "NNSYNTH_ITERATIONS": str(args.iterations),
-           "NNSYNTH_VAL_ITERATIONS": "1", "NNSYNTH_FINAL_VALIDATION": "0"}
-    exe = str(Path(sys.executable).parent / "nnUNetv2_train")
-    subprocess.run([exe, str(args.dataset_id), "3d_fullres", str(args.fold), "-tr", trainer, "-p", args.plans,
-                    "-device", args.device], env=env, check=True, capture_output=True)
-    log = "".join(p.read_text() for p in results.rglob(f"{trainer}__*/fold_{args.fold}/training_log_*.txt"))
-    epochs = [float(x) for x in re.findall(r"Epoch time: ([0-9.]+) s", log)][1:]
-    pool = re.search(r"pool generated (\d+) cases \(([0-9.]+) s each\) for (\d+) synthetic samples; "
-                     r"served while starved: (\d+)", log)
-    return {"s_per_iteration": statistics.mean(epochs) / args.iterations,
+class ProcessWatch(Protocol):
+    """Something that samples a running training process (CPU, GPU) between start and stop."""
+
+    def start(self, pid: int) -> None: ...
+
+    def stop(self) -> dict[str, Any]: ...
+
+
+def console_script(name: str) -> str:
+    from nnsynth_experiments.pipeline import console_script as find
+
+    return find(name)
+
+
+def trainer_path() -> str:
+    """The folder of trainer re-exports for nnUNet_extTrainer (what `nnsynth trainer-path` prints)."""
+    from nnsynth_trainers.registration import trainer_path as shim
+
+    return str(shim())
+
+
+def parse_training_log(log: str, iterations: int) -> dict[str, Any]:
+    """Epoch times (first dropped when there are several), s/iteration and the synthetic supply line."""
+    epochs = [float(x) for x in re.findall(r"Epoch time: ([0-9.]+) s", log)]
+    if not epochs:
+        raise RuntimeError("no 'Epoch time' line in the nnU-Net training log")
+    timed = epochs[1:] if len(epochs) > 1 else epochs
+    pool = POOL_LINE.search(log)
+    feed = FEED_LINE.search(log)
+    return {"epoch_seconds": epochs, "first_epoch_dropped": len(epochs) > 1,
+            "s_per_iteration": statistics.mean(timed) / iterations,
             "pool": None if pool is None else {"generated": int(pool[1]), "s_per_case": float(pool[2]),
-                                               "served": int(pool[3]), "starved": int(pool[4])}}
+                                               "served": int(pool[3]), "starved": int(pool[4])},
+            "feed_generated": None if feed is None else int(feed[1])}
+
+
+def train_and_time(trainer: str, *, dataset_id: int, plans: str, fold: str, device: str, epochs: int,
+                   iterations: int, results: Path, n_proc_da: str = "0", val_iterations: int = 1,
+                   generators: Path | None = None, dataset_name: str | None = None,
+                   extra_env: dict[str, str] | None = None, watch: ProcessWatch | None = None) -> dict[str, Any]:
+    """One `nnUNetv2_train` run into the scratch folder ``results``; its timings from nnU-Net's own log.
+
+    ``generators`` (a dataset's ``nnsynth/`` checkpoint folder) is linked into the scratch results, so the
+    learned variants find their checkpoints there.
+    """
+    if generators is not None:
+        if dataset_name is None:
+            raise ValueError("train_and_time: generators needs dataset_name")
+        (results / dataset_name).mkdir(parents=True, exist_ok=True)
+        link = results / dataset_name / "nnsynth"
+        if not link.exists():
+            link.symlink_to(Path(generators).resolve())
+    env = {**os.environ, "nnUNet_results": str(results), "nnUNet_extTrainer": trainer_path(),
+           "nnUNet_n_proc_DA": n_proc_da, "nnUNet_def_n_proc": "1", "nnUNet_compile": "f",
+           "NNSYNTH_EPOCHS": str(epochs), "NNSYNTH_ITERATIONS": str(iterations),
+           "NNSYNTH_VAL_ITERATIONS": str(val_iterations), "NNSYNTH_FINAL_VALIDATION": "0", **(extra_env or {})}
+    exe = console_script("nnUNetv2_train")  # next to this interpreter, else on PATH (device: pip --target)
+    console = results / f"{trainer}_console.txt"
+    start = time.perf_counter()
+    with open(console, "w") as out:
+        proc = subprocess.Popen([exe, str(dataset_id), "3d_fullres", str(fold), "-tr", trainer, "-p", plans,
+                                 "-device", device], env=env, stdout=out, stderr=subprocess.STDOUT)
+        if watch is not None:
+            watch.start(proc.pid)
+        try:
+            proc.wait()
+        finally:
+            sampled = watch.stop() if watch is not None else {}
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = console.read_text()[-3000:]
+        raise RuntimeError(f"nnUNetv2_train {trainer} failed (exit {proc.returncode}); end of {console}:\n{tail}")
+    logs = sorted(results.rglob(f"{trainer}__{plans}__3d_fullres/fold_{fold}/training_log_*.txt"))
+    if not logs:
+        raise RuntimeError(f"nnUNetv2_train {trainer} wrote no training log under {results}")
+    log = "".join(p.read_text() for p in logs)
+    return {"trainer": trainer, "wall_seconds": wall, **parse_training_log(log, iterations), "sampled": sampled,
+            "log": log}
+
+
+def alternate(trainers: Sequence[str], repeats: int, run_one: Callable[[str, Path], dict[str, Any]],
+              keep_going: Callable[[int], bool] | None = None,
+              report: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Every trainer once per repeat, in the same order (drifting load hits all), each in a fresh scratch folder.
+
+    ``keep_going(r)`` is asked before repeat r > 0 (a time budget); the runs done so far are returned.
+    """
+    runs = []
+    for r in range(repeats):
+        if r > 0 and keep_going is not None and not keep_going(r):
+            break
+        for trainer in trainers:
+            with tempfile.TemporaryDirectory(prefix="nnsynth_bench_") as scratch:
+                res = run_one(trainer, Path(scratch))
+            res["repeat"] = r
+            runs.append(res)
+            if report is not None:
+                report(r, res)
+    return runs
 
 
 def main() -> None:
@@ -51,18 +141,18 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    trainer_path = subprocess.run([str(Path(sys.executable).parent / "nnsynth"), "trainer-path"],
-                                  capture_output=True, text=True, check=True).stdout.strip()
-    times: dict[str, list[float]] = {t: [] for t in TRAINERS}
-    pools = []
-    for r in range(args.repeats):
-        for trainer in TRAINERS:
-            with tempfile.TemporaryDirectory() as scratch:
-                res = run(trainer, args, Path(scratch), trainer_path)
-            times[trainer].append(res["s_per_iteration"])
-            if res["pool"]:
-                pools.append(res["pool"])
-            print(f"repeat {r + 1}: {trainer}: {res['s_per_iteration']:.3f} s/iteration", flush=True)
+
+    def run_one(trainer: str, scratch: Path) -> dict[str, Any]:
+        return train_and_time(trainer, dataset_id=args.dataset_id, plans=args.plans, fold=args.fold,
+                              device=args.device, epochs=args.epochs, iterations=args.iterations, results=scratch,
+                              n_proc_da=os.environ.get("nnUNet_n_proc_DA", "0"))
+
+    def say(r: int, res: dict[str, Any]) -> None:
+        print(f"repeat {r + 1}: {res['trainer']}: {res['s_per_iteration']:.3f} s/iteration", flush=True)
+
+    runs = alternate(TRAINERS, args.repeats, run_one, report=say)
+    times = {t: [x["s_per_iteration"] for x in runs if x["trainer"] == t] for t in TRAINERS}
+    pools = [x["pool"] for x in runs if x["pool"]]
     base = statistics.mean(times[TRAINERS[0]])
     print(f"\n| trainer | s / iteration (mean of {args.repeats}) | ratio to {TRAINERS[0]} |\n|---|---|---|")
     for trainer in TRAINERS:

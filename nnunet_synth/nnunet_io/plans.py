@@ -1,7 +1,9 @@
 """Small nnU-Net plans for CPUs: a copy of the plans with a smaller network, patch and batch.
 
 The copy keeps the configuration's data_identifier and spacing, so nnU-Net trains on the same
-preprocessed files without preprocessing again (``nnUNetv2_train ... -p NAME``).
+preprocessed files without preprocessing again (``nnUNetv2_train ... -p NAME``). Both of nnU-Net's
+network families shrink: the plain U-Net (``n_conv_per_stage``) and the residual-encoder U-Net of the
+ResEnc presets (``n_blocks_per_stage``, ``nnUNetPlannerResEncM/L/XL``), which stays residual.
 """
 
 from __future__ import annotations
@@ -29,6 +31,27 @@ class ShrinkSpec:
 
 def _round_patch(patch: list[int], divisor: int, cap: int) -> list[int]:
     return [max(divisor, (min(p, cap) // divisor) * divisor) for p in patch]
+
+
+def _per_stage(values: int | list[int], n: int) -> list[int]:
+    """A per-stage count list cut, or extended by its last entry, to n stages."""
+    values = [values] if isinstance(values, int) else list(values)
+    return (values + values[-1:] * n)[:n]
+
+
+def _stage_counts(arch: dict, spec: ShrinkSpec) -> dict[str, list[int]]:
+    """Convolutions (plain U-Net) or residual blocks (ResidualEncoderUNet) per stage of the shrunk network.
+
+    A residual encoder takes ``n_blocks_per_stage`` and no ``n_conv_per_stage`` (an extra keyword breaks
+    its constructor); it keeps the source's blocks per stage and its light decoder, so the shrunk network
+    is still the architecture the ResEnc planner chose, only narrower and shallower.
+    """
+    n = spec.n_stages
+    if "n_blocks_per_stage" in arch:
+        return {"n_blocks_per_stage": _per_stage(arch["n_blocks_per_stage"], n),
+                "n_conv_per_stage_decoder": _per_stage(arch.get("n_conv_per_stage_decoder", 1), n - 1)}
+    return {"n_conv_per_stage": [spec.convs_per_stage] * n,
+            "n_conv_per_stage_decoder": [spec.convs_per_stage] * (n - 1)}
 
 
 def shrink_plans(plans: dict, configuration: str, plans_name: str, spec: ShrinkSpec) -> dict:
@@ -63,8 +86,7 @@ def shrink_plans(plans: dict, configuration: str, plans_name: str, spec: ShrinkS
         "features_per_stage": features,
         "kernel_sizes": [kernel] * spec.n_stages,
         "strides": [[1] * ndim] + [[2] * ndim] * (spec.n_stages - 1),
-        "n_conv_per_stage": [spec.convs_per_stage] * spec.n_stages,
-        "n_conv_per_stage_decoder": [spec.convs_per_stage] * (spec.n_stages - 1),
+        **_stage_counts(arch, spec),
     })
     cfg["patch_size"] = patch
     cfg["batch_size"] = spec.batch_size
