@@ -20,19 +20,49 @@ from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain
 from nnunet_synth.nnunet_io.folds import splits_or_default, write_splits
 
-ARMS = ("real", "synth", "synth-only")
+ARMS = ("real", "synth", "synth-only")  # the aliases; any trainer class name is an arm too
+
+
+ARM_ALIASES = {  # short arm name -> trainer, for --generators gmm / learned
+    "real": ("nnUNetTrainerBudget", "nnUNetTrainerBudget"),
+    "synth": ("nnUNetTrainerSynth", "nnUNetTrainerSynthPix2pix"),
+    "synth-only": ("nnUNetTrainerSynthOnly", "nnUNetTrainerSynthOnlyPix2pix"),
+}
+
+
+def find_trainer(name: str) -> type:
+    """A trainer class by name: nnsynth's own, else nnU-Net's lookup (which honours nnUNet_extTrainer)."""
+    from nnsynth_trainers import budget, synth_trainer
+
+    for module in (synth_trainer, budget):
+        if isinstance(getattr(module, name, None), type):
+            return getattr(module, name)
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        found = recursive_find_trainer_class_by_name(name)
+    except RuntimeError:
+        found = None
+    if found is None:
+        raise NNSynthError(f"no trainer class {name!r} (an arm is one of {', '.join(ARM_ALIASES)} or a trainer "
+                           "class of nnsynth or of the folders in nnUNet_extTrainer)")
+    return found
 
 
 def trainer_class(arm: str, generators: str) -> type:
-    """The trainer class of an arm (imported here: the trainers import nnU-Net's training stack)."""
-    from nnsynth_trainers import synth_trainer as st
-    from nnsynth_trainers.budget import nnUNetTrainerBudget
+    """The trainer class of an arm: an alias (``real``, ``synth``, ``synth-only``) or a trainer class name."""
+    if arm in ARM_ALIASES:
+        return find_trainer(ARM_ALIASES[arm][generators == "learned"])
+    return find_trainer(arm)
 
-    trainers = {("real", "gmm"): nnUNetTrainerBudget, ("synth", "gmm"): st.nnUNetTrainerSynth,
-                ("synth-only", "gmm"): st.nnUNetTrainerSynthOnly,
-                ("real", "learned"): nnUNetTrainerBudget, ("synth", "learned"): st.nnUNetTrainerSynthPix2pix,
-                ("synth-only", "learned"): st.nnUNetTrainerSynthOnlyPix2pix}
-    return trainers[(arm, generators)]
+
+def generators_needed(trainer: type) -> tuple[str, ...]:
+    """The learned generators (checkpoint kinds) a trainer's synthesis uses, in training order."""
+    lesions, renderer = getattr(trainer, "lesion_source", None), getattr(trainer, "renderer", "gmm")
+    if getattr(trainer, "synth_fraction", 0) <= 0:
+        return ()
+    return tuple(k for k, used in (("maskgan", lesions == "maskgan"), (renderer, renderer in ("pix2pix", "spade")))
+                 if used)
 
 
 @dataclass(frozen=True)

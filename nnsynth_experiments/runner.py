@@ -27,6 +27,8 @@ from nnsynth_experiments.design import (
     assign_folds,
     check_same_training,
     choose_test_set,
+    find_trainer,
+    generators_needed,
     parse_sizes,
     planning_hint,
     profile_with,
@@ -45,6 +47,8 @@ from nnsynth_experiments.report import (
     paired_rows,
     plot_dice,
     runs_csv_text,
+    stratified_markdown,
+    stratified_rows,
 )
 from nnsynth_trainers.registration import trainer_path
 from nnunet_synth import arguments as arg
@@ -62,7 +66,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-d", "--dataset-id", type=arg.DATASET_ID, required=True)
     p.add_argument("--real-cases", nargs="+", default=["10", "20", "50", "all"],
                    help="numbers of real training cases (integers or 'all'; default 10 20 50 all)")
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=["real", "synth"], help="default: real synth")
+    p.add_argument("--arms", nargs="+", default=["real", "synth"], metavar="ARM",
+                   help="trainers to compare on the same subsamples, the first is the reference (real only): "
+                        f"aliases {', '.join(ARMS)} or trainer class names such as nnUNetTrainerSynthSPADE "
+                        "(default: real synth); arms added later reuse every finished run")
+    p.add_argument("--extra-test", nargs="+", default=[], metavar="SET",
+                   help="more test sets scored by every run (out of domain): a folder with imagesTs/ + labelsTs/ "
+                        "(or images/ + labels/), or IMAGES_DIR:LABELS_DIR; nnU-Net names (CASE_0000.nii.gz, "
+                        "CASE.nii.gz), the dataset's channels")
     p.add_argument("--seeds", type=arg.POSITIVE, default=3, help="subsamples (and trainings) per size (default 3)")
     p.add_argument("--profile", choices=tuple(PROFILES), default="cpu-small",
                    help="cpu-small: shrunk plans and budget for 2 CPU cores; paper: nnU-Net's plans and budget; "
@@ -102,6 +113,7 @@ class ExperimentConfig:
     profile: Profile
     generators: str = "gmm"
     test_cases: int | None = None
+    extra_tests: list[str] = field(default_factory=list)
     output: Path | None = None
     jobs: int = 1
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -114,7 +126,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return ExperimentConfig(dataset_id=args.dataset_id, sizes=list(args.real_cases), arms=list(args.arms),
                             seeds=args.seeds, profile=profile_with(args.profile, **overrides),
-                            generators=args.generators, test_cases=args.test_cases, output=args.output,
+                            generators=args.generators, test_cases=args.test_cases,
+                            extra_tests=list(args.extra_test), output=args.output,
                             jobs=args.jobs)
 
 
@@ -152,6 +165,41 @@ def _link_test_set(raw: Path, test_ids: list[str], from_test: bool, out: Path, n
             if not dst.is_symlink():
                 dst.symlink_to(src.resolve())
     return images, labels
+
+
+def resolve_extra_tests(specs: list[str], n_channels: int, ending: str) -> dict[str, tuple[Path, Path]]:
+    """{name: (images folder, labels folder)} of the --extra-test sets, each checked against the dataset.
+
+    A set is a folder with imagesTs/ + labelsTs/ (or images/ + labels/), named after the folder
+    (``test_scanner-b`` -> ``scanner-b``), or ``IMAGES_DIR:LABELS_DIR``, named after the images folder.
+    """
+    sets: dict[str, tuple[Path, Path]] = {}
+    for spec in specs:
+        if ":" in spec:
+            images, labels = (Path(p).resolve() for p in spec.split(":", 1))
+            name = images.name
+        else:
+            root = Path(spec).resolve()
+            pairs = [(root / i, root / lab) for i, lab in (("imagesTs", "labelsTs"), ("images", "labels"))]
+            images, labels = next(((i, lab) for i, lab in pairs if i.is_dir() and lab.is_dir()), pairs[0])
+            name = root.name.removeprefix("test_")
+        for folder in (images, labels):
+            if not folder.is_dir():
+                raise NNSynthError(f"--extra-test {spec}: {folder} is not a folder (give a folder with imagesTs/ and "
+                                   "labelsTs/, or IMAGES_DIR:LABELS_DIR)")
+        cases = _case_ids(labels, ending)
+        if not cases:
+            raise NNSynthError(f"--extra-test {spec}: no {ending} labels in {labels}")
+        for case in cases:
+            found = sorted(p.name for p in images.glob(f"{case}_*{ending}"))
+            expected = [f"{case}_{c:04d}{ending}" for c in range(n_channels)]
+            if found != expected:
+                raise NNSynthError(f"--extra-test {spec}: case {case} has images {found or 'none'} in {images}; the "
+                                   f"dataset has {n_channels} channel(s), so expected {expected}")
+        if name in sets or name == "in-domain":
+            raise NNSynthError(f"--extra-test {spec}: a test set named {name!r} is given twice")
+        sets[name] = (images, labels)
+    return sets
 
 
 class ExperimentRunner:
@@ -214,6 +262,7 @@ class ExperimentRunner:
             test_ids, from_ts = choose_test_set(train_ids, n_test), False
         self.test_images, self.test_labels = _link_test_set(self.raw, test_ids, from_ts, self.out, n_channels,
                                                             ending)
+        self.extra_tests = resolve_extra_tests(self.cfg.extra_tests, n_channels, ending)
         pool = [c for c in train_ids if c not in set(test_ids)]
         lesion_ids = {c for c in pool if _has_lesion(self.raw / "labelsTr" / f"{c}{ending}")}
         sizes, dropped = parse_sizes(cfg.sizes, len(pool))
@@ -232,6 +281,8 @@ class ExperimentRunner:
         runs = [RunSpec(n, s, arm, folds[subset_key(n, s)], trainer_class(arm, cfg.generators).__name__)
                 for n in sizes for s in range(cfg.seeds) for arm in cfg.arms]
         design = {"dataset": self.raw.name, "profile": asdict(prof), "generators": cfg.generators,
+                  "extra_tests": {k: {"images": str(i), "labels": str(lab)}
+                                  for k, (i, lab) in self.extra_tests.items()},
                   "test_set": {"source": "labelsTs" if from_ts else "held out of labelsTr", "cases": test_ids},
                   "training_pool": pool,
                   "subsets": {**previous.get("subsets", {}),
@@ -249,20 +300,21 @@ class ExperimentRunner:
                 / f"fold_{fold}")
 
     def train_generators(self, runs: list[RunSpec]) -> None:
-        """Mask GAN + pix2pix per fold that needs them, one after another (before runs go side by side)."""
-        if self.cfg.generators != "learned":
-            return
-        for fold in sorted({r.fold for r in runs if r.arm != "real"}):
-            if all((self.out / "runs" / r.name / "result.json").is_file() for r in runs if r.fold == fold):
-                continue
-            self._train_generators(self.pipe, fold)
+        """The learned generators each fold's arms need, trained on the fold's subsample one after another
+        (before runs go side by side)."""
+        for fold in sorted({r.fold for r in runs}):
+            todo = [r for r in runs if r.fold == fold and not (self.out / "runs" / r.name / "result.json").is_file()]
+            kinds = {k for r in todo for k in generators_needed(find_trainer(r.trainer))}
+            if kinds:
+                self._train_generators(self.pipe, fold, [k for k in ("maskgan", "pix2pix", "spade") if k in kinds])
 
-    def _train_generators(self, pipe: Pipeline, fold: int) -> None:
+    def _train_generators(self, pipe: Pipeline, fold: int, kinds: list[str]) -> None:
         gen_dir = Path(self.env["nnUNet_results"]) / self.raw.name / "nnsynth"
-        for kind, command, steps in (
-                ("maskgan", ["nnsynth", "train-maskgan", *self.prof.maskgan_args], self.prof.maskgan_steps),
-                ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix", *self.prof.translator_args],
-                 self.prof.translator_steps)):
+        commands = {"maskgan": (["nnsynth", "train-maskgan", *self.prof.maskgan_args], self.prof.maskgan_steps),
+                    **{arch: (["nnsynth", "train-translator", "--arch", arch, *self.prof.translator_args],
+                              self.prof.translator_steps) for arch in ("pix2pix", "spade")}}
+        for kind in kinds:
+            command, steps = commands[kind]
             if (gen_dir / f"{kind}_fold{fold}.pt").is_file():
                 continue
             resume = ["--continue"] if (gen_dir / f"{kind}_fold{fold}_latest.pt").is_file() else []
@@ -274,8 +326,16 @@ class ExperimentRunner:
         run_dir = self.out / "runs" / run.name
         result_file = run_dir / "result.json"
         if result_file.is_file():
-            print(f"[{index}/{total}] {run.name}: finished earlier, skipped", flush=True)
-            return json.loads(result_file.read_text())
+            result = json.loads(result_file.read_text())
+            missing = [k for k in self.extra_tests if k not in result.get("extra_tests", {})]
+            if not missing:
+                print(f"[{index}/{total}] {run.name}: finished earlier, skipped", flush=True)
+                return result
+            print(f"[{index}/{total}] {run.name}: finished earlier; scoring the new test sets {missing}", flush=True)
+            pipe = Pipeline(env=self.env, log_file=run_dir / "run.log", quiet=self.cfg.jobs > 1)
+            result["extra_tests"] = {**result.get("extra_tests", {}), **self._score_extra(run, pipe, missing)}
+            write_json_atomic(result_file, result)
+            return result
         run_dir.mkdir(parents=True, exist_ok=True)
         print(f"\n[{index}/{total}] {run.name}: {run.n_real} real cases (fold {run.fold}), {run.trainer}", flush=True)
         pipe = Pipeline(env=self.env, log_file=run_dir / "run.log", quiet=self.cfg.jobs > 1)
@@ -297,8 +357,9 @@ class ExperimentRunner:
                                                 pred / "stroke_metrics.json"])
         stroke = json.loads((pred / "stroke_metrics.json").read_text())["mean"]
         nnunet_summary = json.loads((pred / "summary.json").read_text())
+        extra = self._score_extra(run, pipe, list(self.extra_tests))
         result = {**run.to_dict(), "name": run.name, "dice_nnunet": nnunet_summary["foreground_mean"]["Dice"],
-                  **stroke, "train_seconds": round(train_s, 1),
+                  **stroke, "extra_tests": extra, "train_seconds": round(train_s, 1),
                   "fold_dir": str(fold_dir), "timings_seconds": {k: round(v, 1) for k, v in pipe.timings}}
         result = to_plain(result, nan_to_none=True)
         write_json_atomic(result_file, result)
@@ -307,17 +368,35 @@ class ExperimentRunner:
         print(f"[{index}/{total}] {run.name}: {scores}", flush=True)
         return result
 
+    def _score_extra(self, run: RunSpec, pipe: Pipeline, names: list[str]) -> dict[str, dict]:
+        """Predict and score the extra test sets ``names`` with the run's trained fold."""
+        scores = {}
+        for name in names:
+            images, labels = self.extra_tests[name]
+            pred = self.out / "runs" / run.name / f"predictions_{name}"
+            pipe.run(f"predict {run.name} on {name}", [
+                "nnUNetv2_predict", "-i", images, "-o", pred, "-d", self.cfg.dataset_id, "-c", CONFIGURATION,
+                "-tr", run.trainer, "-p", self.prof.plans, "-f", run.fold, "-device", self.prof.device,
+                "--disable_tta", "-npp", 1, "-nps", 1])
+            pipe.run(f"stroke metrics {run.name} on {name}", ["nnsynth", "evaluate", labels, pred, "-o",
+                                                              pred / "stroke_metrics.json"])
+            scores[name] = to_plain(json.loads((pred / "stroke_metrics.json").read_text())["mean"], nan_to_none=True)
+        return scores
+
     # ---- report -------------------------------------------------------------------------------
     def report(self, results: list[dict]) -> dict:
         rows = aggregate(results)
         table = markdown_table(rows)
-        per_case = {}
-        for r in results:
-            metrics_file = self.out / "runs" / r["name"] / "predictions" / "stroke_metrics.json"
-            if metrics_file.is_file():
-                per_case[r["name"]] = json.loads(metrics_file.read_text())["per_case"]
-        reference = "real" if "real" in self.cfg.arms else self.cfg.arms[0]
-        paired = paired_rows(results, per_case, reference)
+        reference = self.cfg.arms[0]
+        blocks = {}  # test set -> (paired rows, stratified rows)
+        for name, folder in (("in-domain", "predictions"), *((k, f"predictions_{k}") for k in self.extra_tests)):
+            per_case = {}
+            for r in results:
+                metrics_file = self.out / "runs" / r["name"] / folder / "stroke_metrics.json"
+                if metrics_file.is_file():
+                    per_case[r["name"]] = json.loads(metrics_file.read_text())["per_case"]
+            blocks[name] = (paired_rows(results, per_case, reference), stratified_rows(results, per_case))
+        paired = blocks["in-domain"][0]
         verdict = headline(paired)
         prof = self.prof
         budget = (f"profile {prof.name}: plans {prof.plans}, {prof.epochs} epochs x {prof.iterations} iterations"
@@ -328,13 +407,18 @@ class ExperimentRunner:
             f"Paired differences to the {reference} arm (same subsample per seed, same test cases): 95% CI from a "
             "hierarchical bootstrap (seeds, then test cases), p from a paired t-test over the seeds' mean "
             "differences; training sd = sd of the per-seed mean differences, test sd = bootstrap sd over test "
-            f"cases.\n\n{paired_markdown(paired)}\n\nPer arm, mean +/- sd over seeds (subsamples); Dice (ISLES): "
+            f"cases.\n\n" + "\n\n".join(f"## {name}\n\n**{headline(rows)}**\n\n{paired_markdown(rows)}\n\n"
+                                          f"By reference lesion volume:\n\n{stratified_markdown(strata)}"
+                                          for name, (rows, strata) in blocks.items())
+            + "\n\n## Per arm (in-domain)\n\nMean +/- sd over seeds (subsamples); Dice (ISLES): "
             "nnsynth evaluate, 1.0 for two empty masks; Dice (nnU-Net): nnUNetv2_evaluate_folder's foreground "
             f"mean (both-empty cases left out).\n\n{table}\n\n![Dice vs real cases](dice_vs_real_cases.png)\n")
         write_text_atomic(self.out / "results.csv", csv_text(rows))
         write_text_atomic(self.out / "runs.csv", runs_csv_text(results))
         plot_dice(rows, self.out / "dice_vs_real_cases.png", f"{self.raw.name}, {budget}")
         summary = {"output": str(self.out), "rows": rows, "paired": paired, "verdict": verdict, "runs": results,
+                   "test_sets": {name: {"paired": rows_, "by_lesion_size": strata}
+                                 for name, (rows_, strata) in blocks.items()},
                    "table_markdown": table, "paired_markdown": paired_markdown(paired)}
         write_json_atomic(self.out / "results.json", summary)
         return summary

@@ -130,3 +130,26 @@ def test_experiment_with_learned_generators_and_a_held_out_test_set(phantom_prep
     for r in summary["runs"]:
         pred = out / "runs" / r["name"] / "predictions"
         assert sorted(p.name for p in pred.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in test_cases]
+
+    # arms are trainers: a later call adds an arm by class name and an out-of-domain test set; nothing is
+    # trained again, every run is scored on the new set, and the report gets a block per test set
+    raw = tmp_path / "nnUNet_raw" / "Dataset900_Phantom"
+    external = tmp_path / "site_b"
+    for sub in ("imagesTs", "labelsTs"):
+        (external / sub).mkdir(parents=True)
+    for case in test_cases:
+        for f in raw.glob(f"imagesTr/{case}_*.nii.gz"):
+            shutil.copy(f, external / "imagesTs" / f.name)
+        shutil.copy(raw / "labelsTr" / f"{case}.nii.gz", external / "labelsTs" / f"{case}.nii.gz")
+    real_ckpt = results / f"nnUNetTrainerBudget__nnsynthCPU__3d_fullres/fold_{fold}/checkpoint_final.pth"
+    trained_at = real_ckpt.stat().st_mtime_ns
+    at = args.index("--arms")
+    more = [*args[:at + 1], "real", "synth-only", "nnUNetTrainerSynth_p25", *args[at + 3:]]
+    assert main([*more, "--extra-test", str(external)]) == 0
+    assert real_ckpt.stat().st_mtime_ns == trained_at
+    summary = json.loads((out / "results.json").read_text())
+    assert sorted(r["arm"] for r in summary["runs"]) == ["nnUNetTrainerSynth_p25", "real", "synth-only"]
+    assert all("site_b" in r["extra_tests"] for r in summary["runs"])
+    assert set(summary["test_sets"]) == {"in-domain", "site_b"}
+    assert {r["arm"] for r in summary["test_sets"]["site_b"]["paired"]} == {"synth-only", "nnUNetTrainerSynth_p25"}
+    assert "## site_b" in (out / "results.md").read_text()

@@ -127,3 +127,38 @@ def test_report_means_and_sds(tmp_path):
     assert lines[0].startswith("n_real,arm,runs,dice_mean,dice_sd") and len(lines) == 4
     png = plot_dice(rows, tmp_path / "plot.png", "title")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_arms_are_aliases_or_trainer_classes_and_name_their_generators():
+    from nnsynth_experiments.design import generators_needed, trainer_class
+
+    assert trainer_class("real", "gmm").__name__ == "nnUNetTrainerBudget"
+    assert trainer_class("synth", "learned").__name__ == "nnUNetTrainerSynthPix2pix"
+    assert trainer_class("nnUNetTrainerSynthSPADE", "gmm").__name__ == "nnUNetTrainerSynthSPADE"
+    assert generators_needed(trainer_class("nnUNetTrainerSynthSPADE", "gmm")) == ("maskgan", "spade")
+    assert generators_needed(trainer_class("synth", "gmm")) == ()
+    assert generators_needed(trainer_class("real", "gmm")) == ()
+    with pytest.raises(NNSynthError, match="no trainer class 'nnUNetTrainerNope'"):
+        trainer_class("nnUNetTrainerNope", "gmm")
+
+
+def test_extra_test_sets_are_found_and_checked_against_the_channels(tmp_path):
+    from nnsynth_experiments.runner import resolve_extra_tests
+
+    site = tmp_path / "test_scanner-b"
+    for sub in ("imagesTs", "labelsTs"):
+        (site / sub).mkdir(parents=True)
+    for case in ("a", "b"):
+        (site / "labelsTs" / f"{case}.nii.gz").write_bytes(b"")
+        for c in range(2):
+            (site / "imagesTs" / f"{case}_{c:04d}.nii.gz").write_bytes(b"")
+    sets = resolve_extra_tests([str(site)], 2, ".nii.gz")
+    assert sets == {"scanner-b": (site / "imagesTs", site / "labelsTs")}
+    pair = resolve_extra_tests([f"{site / 'imagesTs'}:{site / 'labelsTs'}"], 2, ".nii.gz")
+    assert list(pair) == ["imagesTs"]
+    with pytest.raises(NNSynthError, match="has 3 channel"):
+        resolve_extra_tests([str(site)], 3, ".nii.gz")
+    with pytest.raises(NNSynthError, match="is not a folder"):
+        resolve_extra_tests([str(tmp_path / "nowhere")], 2, ".nii.gz")
+    with pytest.raises(NNSynthError, match="given twice"):
+        resolve_extra_tests([str(site), str(site)], 2, ".nii.gz")
