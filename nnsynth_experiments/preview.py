@@ -34,29 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_preview)
 
 
-def trainer_class(name: str) -> type:
-    """A trainer by class name: nnsynth's own, else nnU-Net's lookup (which honours nnUNet_extTrainer)."""
-    from nnsynth_trainers import budget, synth_trainer
-    from nnunet_synth.errors import NNSynthError
-
-    for module in (synth_trainer, budget):
-        if isinstance(getattr(module, name, None), type):
-            return getattr(module, name)
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    try:
-        found = recursive_find_trainer_class_by_name(name)
-    except RuntimeError:
-        found = None
-    if found is None:
-        raise NNSynthError(f"no trainer class {name!r} (nnsynth's trainers or nnUNet_extTrainer's folders)")
-    return found
-
-
 def run_preview(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nnsynth_datasets.export import write_case
+    from nnsynth_experiments.design import find_trainer
     from nnsynth_trainers.synth_trainer import fold_seed, nnUNetTrainerSynth
     from nnunet_synth.errors import NNSynthError
     from nnunet_synth.nnunet_io.atomic import staged_folder, write_json_atomic
@@ -66,7 +48,7 @@ def run_preview(args: argparse.Namespace) -> int:
     from nnunet_synth.synthesis.builder import build_engine
     from nnunet_synth.synthesis.mosaic import channel_names, draw_mosaic, real_panels, synthetic_panels
 
-    cls = trainer_class(args.trainer)
+    cls = find_trainer(args.trainer)
     if not issubclass(cls, nnUNetTrainerSynth):
         raise NNSynthError(f"{args.trainer} mixes no synthetic cases into training (it is not an nnUNetTrainerSynth)")
     out = Path(args.output)
