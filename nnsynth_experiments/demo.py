@@ -112,6 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
               "total_seconds": round(total, 1)}
     write_json_atomic(report_dir / "demo_results.json", report)
     skipped = "".join(f"\n- not shown: {k}: {v}" for k, v in mosaic["skipped"].items())
+    row_list = ", ".join(f"{r} = {mosaic['row_notes'][r]}" if r in mosaic["row_notes"] else r for r in mosaic["rows"])
     timing_lines = "".join(f"\n| {k} | {v:.0f} |" for k, v in timings.items())
     write_text_atomic(report_dir / "demo_results.md",
         f"# nnsynth demo\n\n**{summary['verdict']}**\n\n"
@@ -125,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "![Dice vs real cases](dice_vs_real_cases.png)\n\n"
         f"## Synthetic cases next to real ones\n\nFold {first['fold']} ({first['n_real']} real training cases); "
         "axial slices (last axis of nnU-Net's preprocessed grid) through each case's largest lesion area, lesion "
-        f"outlined in red; rows: {', '.join(mosaic['rows'])}.{skipped}\n\n![mosaic](synthetic_vs_real.png)\n\n"
+        f"outlined in red; rows: {row_list}.{skipped}\n\n![mosaic](synthetic_vs_real.png)\n\n"
         f"Per-case stroke metrics: `stroke_metrics_<run>.csv`.\n\n## Timings\n\n| step | seconds |\n|---|---|"
         f"{timing_lines}\n\nTotal wall time: {total / 60:.1f} min\n")
     print(f"\n{summary['verdict']}\n\n{summary['paired_markdown']}\n\n{summary['table_markdown']}\n\n"

@@ -111,14 +111,15 @@ def synthesis_mosaic(dataset_id: int, plans_name: str, fold: int, out_png: Path,
     skipped = {}
     for lesions, renderer in engines:
         label = f"synthetic ({lesions} lesions, {renderer})"
-        if notes and (lesions, renderer) in notes:
-            label = f"{label} = {notes[(lesions, renderer)]}"
         try:
             engine = build_engine(training, lesions, renderer, fold=fold, seed=seed, log=log)
         except NNSynthError as exc:
             skipped[label] = str(exc)
             continue
         rows.append((label, synthetic_panels(engine, n, rng)[0]))
-    draw_mosaic(rows, channel_names(pre, len(real[0][1])), out_png,
+    noted = {f"synthetic ({k[0]} lesions, {k[1]})": v for k, v in (notes or {}).items()}
+    drawn = [(f"{label} = {noted[label]}" if label in noted else label, panels) for label, panels in rows]
+    draw_mosaic(drawn, channel_names(pre, len(real[0][1])), out_png,
                 f"{pre.name} fold {fold}: real training cases vs synthetic cases")
-    return {"png": str(out_png), "rows": [label for label, _ in rows], "skipped": skipped}
+    return {"png": str(out_png), "rows": [label for label, _ in rows], "skipped": skipped,
+            "row_notes": {label: noted[label] for label, _ in rows if label in noted}}
