@@ -20,16 +20,20 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(poll_seconds: float = 0.5) -> None:
-    """Call first thing in a worker process (a pool initializer)."""
-    parent = os.getppid()
+def die_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
+    """Call first thing in a worker process (a pool initializer), with the pid of the process that started it.
+
+    The parent's pid must come from the parent (``os.getpid()`` when the pool is made): a spawned worker
+    imports for seconds before its initializer runs, and if the parent died meanwhile, ``os.getppid()``
+    would already name init and the worker would take that for its parent and live on.
+    """
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except OSError:
             pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect (or before this worker started)
         os._exit(1)
 
     def watch() -> None:

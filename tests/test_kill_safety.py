@@ -168,3 +168,14 @@ def test_killed_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_pat
     assert ckpt.step >= 1 and ckpt.state_dicts["critic"]["w"].numel() == 4_000_000
     save_checkpoint(path, ckpt)  # the next write removes what the killed one left
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["maskgan_fold0.pt", "writer.py"])
+
+
+def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
+    """The parent's pid comes from the parent: a worker that finds another parent (init) exits."""
+    code = ("import os, time\nfrom nnsynth_datasets.workers import die_with_parent\n"
+            "die_with_parent(os.getpid())  # never its own parent: stands for a parent that is gone\n"
+            "time.sleep(30)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 20

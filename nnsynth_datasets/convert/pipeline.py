@@ -9,6 +9,7 @@ left exactly as it was.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -55,10 +56,10 @@ class _Flag:
 _WORKER_STOP = None
 
 
-def _init_worker(stop) -> None:
+def _init_worker(parent: int, stop) -> None:
     """Workers share the stop flag and leave the cores to each other (no ITK thread pool each)."""
     global _WORKER_STOP
-    die_with_parent()
+    die_with_parent(parent)
     _WORKER_STOP = stop
     import SimpleITK as sitk
 
@@ -87,7 +88,7 @@ def run_cases(cases: list[Case], job: Job, num_processes: int, stop_on_problem: 
             ctx = multiprocessing.get_context("spawn")  # no fork after SimpleITK started its threads
             stop = ctx.Event()
             with ProcessPoolExecutor(max_workers=min(num_processes, len(cases)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(stop,)) as pool:
+                                     initializer=_init_worker, initargs=(os.getpid(), stop)) as pool:
                 futures = [pool.submit(_worker, case, job) for case in cases]
                 for future in as_completed(futures):
                     results.append(future.result())

@@ -10,6 +10,7 @@ own RNG seeded by (seed, subject index), so any number of worker processes gives
 from __future__ import annotations
 
 import multiprocessing
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,8 +262,8 @@ def check_arguments(dataset_id: int, subjects: int, seed: int, spacing: float | 
     return tuple(values)
 
 
-def _init_worker(spacing) -> None:
-    die_with_parent()
+def _init_worker(parent: int, spacing) -> None:
+    die_with_parent(parent)
     load_template(spacing)
 
 
@@ -271,7 +272,7 @@ def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[
     if num_processes == 1:
         results = [_run_job(job) for job in tqdm(jobs, **bar)]
     else:
-        with multiprocessing.Pool(num_processes, initializer=_init_worker, initargs=(jobs[0].spacing,)) as pool:
+        with multiprocessing.Pool(num_processes, initializer=_init_worker, initargs=(os.getpid(), jobs[0].spacing)) as pool:
             results = list(tqdm(pool.imap(_run_job, jobs), **bar))
     return [r[0] for r in results], [r[1] for r in results]
 

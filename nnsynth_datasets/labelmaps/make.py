@@ -13,6 +13,7 @@ the image (same affine), written to a temporary folder that is renamed at the en
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ def _run_tasks(tasks: list[LabelmapTask], num_processes: int, progress: bool) ->
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(num_processes, len(tasks)), mp_context=ctx,
-                                     initializer=die_with_parent) as pool:
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 for _, error in pool.map(run_task, tasks):
                     errors += [error] if error else []
                     bar.update()
