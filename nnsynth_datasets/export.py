@@ -39,13 +39,17 @@ def write_case(case, pre, images: Path, labels: Path, labelmaps: Path, case_id: 
 
 def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None = None,
                    plans: str = "nnUNetPlans", configuration: str = "3d_fullres", name: str | None = None,
-                   seed: int = 0, overwrite: bool = False) -> Path:
+                   seed: int = 0, overwrite: bool = False, lesions: str = "real", renderer: str = "gmm") -> Path:
+    """``lesions`` / ``renderer``: names of the synthesis registry (inpainting painters write the lesion into
+    the fold's real training cases, which then appear a second time with the new lesion)."""
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
     from nnunet_synth.nnunet_io.training_cases import TrainingCases
     from nnunet_synth.synthesis.builder import build_engine
+    from nnunet_synth.synthesis.registry import check_names
 
     if n < 1:
         raise NNSynthError("--n must be at least 1")
+    check_names(lesions, renderer)
     raw = require_dataset(dataset_id, "nnUNet_raw")
     handle = open_preprocessed(dataset_id, plans, configuration)
     pre, cm = handle.root, handle.configuration_manager
@@ -77,8 +81,8 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
         counter = 0
         for fold, count in zip(folds, per_fold):
             train_ids = list(splits[fold]["train"])
-            engine = build_engine(TrainingCases.of(handle, train_ids, dataset), fold=fold, seed=seed + fold,
-                                  log=lambda *a: None)
+            engine = build_engine(TrainingCases.of(handle, train_ids, dataset), lesions, renderer, fold=fold,
+                                  seed=seed + fold, log=lambda *a: None)
             rng = np.random.default_rng([seed, fold])
             for _ in tqdm(range(count), desc=f"fold {fold}: synthetic cases", unit="case"):
                 case = engine.make_case(rng)
@@ -91,7 +95,8 @@ def export_dataset(dataset_id: int, n: int, out_id: int, folds: list[int] | None
                  if k not in ("channel_names", "labels", "numTraining", "file_ending", "name")}
         extra["overwrite_image_reader_writer"] = "SimpleITKIO"
         extra["nnsynth_export"] = {"source_dataset": raw.name, "synthetic_cases": counter, "folds": folds,
-                                   "plans": plans, "configuration": configuration, "seed": seed}
+                                   "plans": plans, "configuration": configuration, "seed": seed,
+                                   "lesions": lesions, "renderer": renderer}
         write_dataset_json(out, {int(k): v for k, v in dataset_json["channel_names"].items()}, num_training,
                            dataset_json["labels"], name, extra)
         final_name = f"Dataset{out_id:03d}_{name}"

@@ -25,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plans", default="nnUNetPlans")
     p.add_argument("-c", "--configuration", default="3d_fullres")
     p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
+    p.add_argument("--lesions", default="real", help="lesion source: real (default) or maskgan")
+    p.add_argument("--renderer", default="gmm",
+                   help="gmm (default), pix2pix, spade (whole synthetic scans) or inpaint, inpaint-pix2pix, "
+                        "inpaint-spade (the lesion written into a real training case of the fold)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with --out-id")
     p.set_defaults(func=_run)
 
@@ -33,6 +37,6 @@ def _run(args: argparse.Namespace) -> int:
     from nnsynth_datasets.export import export_dataset
 
     out = export_dataset(args.dataset_id, args.n, args.out_id, args.folds, args.plans, args.configuration,
-                         args.name, args.seed, args.overwrite)
+                         args.name, args.seed, args.overwrite, lesions=args.lesions, renderer=args.renderer)
     print(f"wrote {out}")
     return 0

@@ -7,7 +7,7 @@ import argparse
 from nnunet_synth.cli import register_modules
 
 COMMAND_MODULES: tuple[str, ...] = ("nnsynth_experiments.demo", "nnsynth_experiments.runner",
-                                     "nnsynth_experiments.preview")
+                                     "nnsynth_experiments.preview", "nnsynth_experiments.realism")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -58,11 +58,11 @@ def trainer_class(arm: str, generators: str) -> type:
 
 def generators_needed(trainer: type) -> tuple[str, ...]:
     """The learned generators (checkpoint kinds) a trainer's synthesis uses, in training order."""
-    lesions, renderer = getattr(trainer, "lesion_source", None), getattr(trainer, "renderer", "gmm")
+    from nnunet_synth.synthesis.registry import generator_kinds
+
     if getattr(trainer, "synth_fraction", 0) <= 0:
         return ()
-    return tuple(k for k, used in (("maskgan", lesions == "maskgan"), (renderer, renderer in ("pix2pix", "spade")))
-                 if used)
+    return generator_kinds(getattr(trainer, "lesion_source", "real"), getattr(trainer, "renderer", "gmm"))
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,33 @@ class nnUNetTrainerSynthSPADE(nnUNetTrainerSynth):
     renderer = "spade"
 
 
+class nnUNetTrainerSynthInpaint(nnUNetTrainerSynth):
+    """Lesions written into real scans: real lesion shapes of another training case, painted into a real host
+    with the lesion contrast fitted on the fold's real lesions (no trained generator needed)."""
+
+    renderer = "inpaint"
+
+
+class nnUNetTrainerSynthInpaintMaskGAN(nnUNetTrainerSynthInpaint):
+    """Mask GAN lesion shapes painted into real hosts with the fitted lesion contrast."""
+
+    lesion_source = "maskgan"
+
+
+class nnUNetTrainerSynthInpaintPix2pix(nnUNetTrainerSynthInpaint):
+    """Mask GAN lesions whose appearance is pix2pix's (its with-minus-without lesion render) in real hosts."""
+
+    lesion_source = "maskgan"
+    renderer = "inpaint-pix2pix"
+
+
+class nnUNetTrainerSynthInpaintSPADE(nnUNetTrainerSynthInpaint):
+    """Mask GAN lesions whose appearance is SPADE's (its with-minus-without lesion render) in real hosts."""
+
+    lesion_source = "maskgan"
+    renderer = "inpaint-spade"
+
+
 class nnUNetTrainerSynthOnlyPix2pix(nnUNetTrainerSynthPix2pix):
     """Synthetic-only arm with the learned generators (mask GAN + pix2pix), as in `nnsynth experiment`."""
 

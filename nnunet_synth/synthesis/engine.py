@@ -46,6 +46,12 @@ class SyntheticCase:
     lesion: np.ndarray  # (*shape) bool
     labelmap: np.ndarray  # (*shape) int16 anatomical map with the lesion class, -1 outside the crop mask
     provenance: dict[str, Any]  # host anatomy, lesion source, and a seed for downstream sampling
+    painted: np.ndarray | None = None  # (*shape) bool, the new lesion only (None: all of ``lesion`` is new)
+
+    @property
+    def new_lesion(self) -> np.ndarray:
+        """The generated lesion (for an inpainted case without the host's own)."""
+        return self.lesion if self.painted is None else self.painted
 
 
 @dataclass

@@ -21,9 +21,10 @@ def _slice_index(seg: np.ndarray) -> int:
     return int(area.argmax()) if area.any() else seg.shape[-1] // 2
 
 
-def _panel(ax, image: np.ndarray, seg: np.ndarray, vrange: tuple[float, float], title: str | None) -> None:
+def _panel(ax, image: np.ndarray, seg: np.ndarray, vrange: tuple[float, float], title: str | None,
+           outline: bool = True) -> None:
     ax.imshow(np.rot90(image), cmap="gray", vmin=vrange[0], vmax=vrange[1])
-    if (seg > 0).any():
+    if outline and (seg > 0).any():
         ax.contour(np.rot90((seg > 0).astype(float)), levels=[0.5], colors="red", linewidths=0.7)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -50,8 +51,14 @@ def synthetic_panels(engine, n: int, rng: np.random.Generator) -> tuple[list[Pan
             for i, c in enumerate(cases)], cases
 
 
-def draw_mosaic(rows: list[tuple[str, list[Panel]]], channels: list[str], out_png: Path, title: str) -> Path:
-    """Rows of panels x channels; intensity range per channel from the first row (the real cases)."""
+def draw_mosaic(rows: list[tuple[str, list[Panel]]], channels: list[str], out_png: Path, title: str,
+                outlines: list[bool] | None = None) -> Path:
+    """Rows of panels x channels; intensity range per channel from the first row (the real cases).
+
+    ``outlines``: per row, whether the lesion is outlined (a row without shows the same slice bare, where a
+    seam would show).
+    """
+    outlines = outlines or [True] * len(rows)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,10 +82,11 @@ def draw_mosaic(rows: list[tuple[str, list[Panel]]], channels: list[str], out_pn
                     continue
                 panel_title, data, seg = panels[col]
                 z = _slice_index(seg[0])
-                _panel(ax, data[c][..., z], seg[0][..., z], ranges[c], panel_title if c == 0 else None)
+                _panel(ax, data[c][..., z], seg[0][..., z], ranges[c], panel_title if c == 0 else None, outlines[r])
             axes[row, 0].set_ylabel("\n".join(textwrap.wrap(row_label, 28)) + f"\n{channel}", fontsize=6)
+    outlined = "lesion outlined in red" + ("" if all(outlines) else " (rows marked 'bare': the same slice without)")
     fig.suptitle("\n".join(textwrap.wrap(f"{title}; axial slices (last axis of the preprocessed grid) through "
-                                          "the largest lesion area, lesion outlined in red", 110)), fontsize=8)
+                                          f"the largest lesion area, {outlined}", 110)), fontsize=8)
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)

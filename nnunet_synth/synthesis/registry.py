@@ -1,9 +1,14 @@
-"""Lesion sources and renderers by name: name -> factory that builds it for one fold.
+"""Lesion sources, renderers and lesion painters by name: name -> factory that builds it for one fold.
 
 A factory gets the :class:`BuildContext` (the fold's training cases with their label maps, the tissue
 classes, the seed and device) and returns the built object and a one-line description for the
 training log. New synthesis modes register here; trainer variants and ``NNSYNTH_LESIONS`` /
 ``NNSYNTH_RENDERER`` select them by name.
+
+Two kinds of "renderer" names exist: a whole-scan renderer (``gmm``, ``pix2pix``, ``spade``) renders a
+whole label map, a painter (``inpaint``, ``inpaint-pix2pix``, ``inpaint-spade``) writes the lesion into
+the real host image; the builder picks the engine that fits. ``GENERATOR_KINDS`` says which learned
+generator (checkpoint kind) each name needs.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from nnunet_synth.lesions.maskgan import MaskGANLesionSource
 from nnunet_synth.lesions.real import RealLesionSource
 from nnunet_synth.nnunet_io.training_cases import TrainingCases
 from nnunet_synth.renderers.gaussian_mixture import GaussianMixtureRenderer
+from nnunet_synth.renderers.lesion_contrast import LesionContrastModel
 from nnunet_synth.renderers.translator import TranslatorRenderer
+from nnunet_synth.renderers.translator_inpaint import TranslatorLesionPainter
 from nnunet_synth.synthesis.anatomy import AnatomyClasses
 from nnunet_synth.synthesis.engine import LesionSource, Renderer
+from nnunet_synth.synthesis.inpainting import LesionPainter
 
 
 @dataclass
@@ -54,8 +62,12 @@ class BuildContext:
 
 LesionFactory = Callable[[BuildContext], tuple[LesionSource, str]]
 RendererFactory = Callable[[BuildContext], tuple[Renderer, str]]
+PainterFactory = Callable[[BuildContext], tuple[LesionPainter, str]]
 LESION_SOURCES: dict[str, LesionFactory] = {}
 RENDERERS: dict[str, RendererFactory] = {}
+PAINTERS: dict[str, PainterFactory] = {}
+GENERATOR_KINDS: dict[str, str] = {"maskgan": "maskgan", "pix2pix": "pix2pix", "spade": "spade",
+                                   "inpaint-pix2pix": "pix2pix", "inpaint-spade": "spade"}
 
 
 def register_lesion_source(name: str) -> Callable[[LesionFactory], LesionFactory]:
@@ -72,18 +84,36 @@ def register_renderer(name: str) -> Callable[[RendererFactory], RendererFactory]
     return add
 
 
+def register_painter(name: str) -> Callable[[PainterFactory], PainterFactory]:
+    def add(factory: PainterFactory) -> PainterFactory:
+        PAINTERS[name] = factory
+        return factory
+    return add
+
+
 def check_names(lesions: str, renderer: str) -> None:
     """Refuse an unknown lesion source or renderer before anything is built."""
-    if lesions not in LESION_SOURCES or renderer not in RENDERERS:
+    if lesions not in LESION_SOURCES or (renderer not in RENDERERS and renderer not in PAINTERS):
         raise NNSynthError(f"lesion source must be one of {tuple(LESION_SOURCES)} and renderer one of "
-                           f"{tuple(RENDERERS)}, got {lesions!r} / {renderer!r}")
+                           f"{(*RENDERERS, *PAINTERS)}, got {lesions!r} / {renderer!r}")
 
 
-def build_parts(ctx: BuildContext, lesions: str, renderer: str) -> tuple[LesionSource, Renderer, str]:
-    """The named lesion source, then the named renderer, and one line that describes both."""
+def is_inpainting(renderer: str) -> bool:
+    """Whether the name is a painter (the host's real image is kept) rather than a whole-scan renderer."""
+    return renderer in PAINTERS
+
+
+def generator_kinds(lesions: str, renderer: str) -> tuple[str, ...]:
+    """The learned generators (checkpoint kinds) a lesion source and renderer need, in training order."""
+    kinds = [GENERATOR_KINDS[n] for n in (lesions, renderer) if n in GENERATOR_KINDS]
+    return tuple(k for k in ("maskgan", "pix2pix", "spade") if k in kinds)
+
+
+def build_parts(ctx: BuildContext, lesions: str, renderer: str) -> tuple[LesionSource, Renderer | LesionPainter, str]:
+    """The named lesion source, then the named renderer or painter, and one line that describes both."""
     check_names(lesions, renderer)
     source, lesion_note = LESION_SOURCES[lesions](ctx)
-    render, render_note = RENDERERS[renderer](ctx)
+    render, render_note = (PAINTERS if is_inpainting(renderer) else RENDERERS)[renderer](ctx)
     return source, render, f"{lesion_note}, {render_note}"
 
 
@@ -118,3 +148,29 @@ def _translator(kind: str) -> RendererFactory:
 
 register_renderer("pix2pix")(_translator("pix2pix"))
 register_renderer("spade")(_translator("spade"))
+
+
+@register_painter("inpaint")
+def _lesion_contrast(ctx: BuildContext) -> tuple[LesionPainter, str]:
+    fit_ids = ctx.fit_case_ids()
+
+    def fit_cases():
+        for case in fit_ids:
+            image, seg = ctx.cases.load(case)
+            yield image, seg == ctx.foreground_label, np.isin(ctx.cases.labelmaps[case], ctx.parenchyma)
+
+    model = LesionContrastModel.fit(fit_cases())
+    return model, f"{model.describe()} of {len(fit_ids)} cases, painted into real hosts"
+
+
+def _translator_painter(kind: str) -> PainterFactory:
+    def build(ctx: BuildContext) -> tuple[LesionPainter, str]:
+        path, fingerprint = ctx.checkpoint(kind)
+        painter = TranslatorLesionPainter(
+            TranslatorRenderer.from_checkpoint(path, fingerprint=fingerprint, device=ctx.device), ctx.classes.lesion)
+        return painter, f"{painter.describe()} ({path})"
+    return build
+
+
+register_painter("inpaint-pix2pix")(_translator_painter("pix2pix"))
+register_painter("inpaint-spade")(_translator_painter("spade"))
