@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -44,6 +45,15 @@ def console_script(name: str) -> str:
     return find(name)
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a command started with ``start_new_session=True`` and all its children, then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def trainer_path() -> str:
     """The folder of trainer re-exports for nnUNet_extTrainer (what `nnsynth trainer-path` prints)."""
     from nnsynth_trainers.registration import trainer_path as shim
@@ -69,11 +79,13 @@ def parse_training_log(log: str, iterations: int) -> dict[str, Any]:
 def train_and_time(trainer: str, *, dataset_id: int, plans: str, fold: str, device: str, epochs: int,
                    iterations: int, results: Path, n_proc_da: str = "0", val_iterations: int = 1,
                    generators: Path | None = None, dataset_name: str | None = None,
-                   extra_env: dict[str, str] | None = None, watch: ProcessWatch | None = None) -> dict[str, Any]:
+                   extra_env: dict[str, str] | None = None, watch: ProcessWatch | None = None,
+                   timeout: float | None = None) -> dict[str, Any]:
     """One `nnUNetv2_train` run into the scratch folder ``results``; its timings from nnU-Net's own log.
 
     ``generators`` (a dataset's ``nnsynth/`` checkpoint folder) is linked into the scratch results, so the
-    learned variants find their checkpoints there.
+    learned variants find their checkpoints there. A run past ``timeout`` seconds is killed with its
+    augmentation workers (its own process group) and reported as hung, with the end of its output.
     """
     if generators is not None:
         if dataset_name is None:
@@ -91,11 +103,20 @@ def train_and_time(trainer: str, *, dataset_id: int, plans: str, fold: str, devi
     start = time.perf_counter()
     with open(console, "w") as out:
         proc = subprocess.Popen([exe, str(dataset_id), "3d_fullres", str(fold), "-tr", trainer, "-p", plans,
-                                 "-device", device], env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 "-device", device], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         if watch is not None:
             watch.start(proc.pid)
         try:
-            proc.wait()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            tail = console.read_text()[-3000:]
+            raise RuntimeError(f"nnUNetv2_train {trainer} hung: killed after {timeout:.0f} s; end of {console}:\n"
+                               f"{tail}") from None
+        except BaseException:  # Ctrl-C, or SIGTERM turned into SystemExit: its own session would outlive us
+            kill_group(proc)
+            raise
         finally:
             sampled = watch.stop() if watch is not None else {}
     wall = time.perf_counter() - start
