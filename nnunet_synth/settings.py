@@ -14,9 +14,12 @@ Training budget (every trainer of nnsynth, the real-only baseline included):
 
 Synthesis (the synth trainers):
 
-- ``NNSYNTH_FRACTION``: share of synthetic cases per training batch, in [0, 1]
-- ``NNSYNTH_LESIONS``: lesion source (``real`` | ``maskgan``), ``NNSYNTH_RENDERER`` (``gmm`` | ``pix2pix`` |
-  ``spade``); the names are checked against the synthesis registry when the engine is built
+- ``NNSYNTH_FRACTION``: share of synthetic cases per training batch, in [0, 1] (at the start, with a schedule)
+- ``NNSYNTH_SCHEDULE``: ``constant`` | ``linear`` | ``cosine`` decay from ``NNSYNTH_FRACTION`` to
+  ``NNSYNTH_FRACTION_END`` (in [0, 1]) over the epochs
+- ``NNSYNTH_LESIONS``: lesion source (``real`` | ``maskgan``), ``NNSYNTH_RENDERER`` (``gmm`` | ``randomized`` |
+  ``pix2pix`` | ``spade`` | ``inpaint`` | ``inpaint-pix2pix`` | ``inpaint-spade``); the names are checked
+  against the synthesis registry when the engine is built
 - ``NNSYNTH_POOL_SIZE`` (integer >= 0; 0 generates every case on request), ``NNSYNTH_POOL_USES`` (integer >= 1)
 """
 
@@ -52,6 +55,16 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError("must be in [0, 1]")
     return value
+
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+def _schedule(text: str) -> str:
+    """constant, linear or cosine"""
+    if text not in SCHEDULES:
+        raise ValueError(f"must be one of {', '.join(SCHEDULES)}")
+    return text
 
 
 def _switch(text: str) -> bool:
@@ -124,11 +137,23 @@ class SynthesisSettings:
     renderer: str = _var("NNSYNTH_RENDERER", _name, "gmm")
     pool_size: int = _var("NNSYNTH_POOL_SIZE", _integer(0), 16)
     pool_uses: int = _var("NNSYNTH_POOL_USES", _integer(1), 4)
+    schedule: str = _var("NNSYNTH_SCHEDULE", _schedule, "constant")
+    fraction_end: float = _var("NNSYNTH_FRACTION_END", _fraction, 0.5)
 
     @classmethod
     def from_environment(cls, defaults: SynthesisSettings | None = None,
                          env: Mapping[str, str] | None = None) -> SynthesisSettings:
         return _from_env(cls, defaults, env)
+
+    def fraction_at(self, progress: float) -> float:
+        """The synthetic share at ``progress`` in [0, 1] of training (epoch / epochs)."""
+        import math
+
+        t = min(max(float(progress), 0.0), 1.0)
+        if self.schedule == "constant":
+            return self.fraction
+        weight = t if self.schedule == "linear" else (1 - math.cos(math.pi * t)) / 2
+        return self.fraction + (self.fraction_end - self.fraction) * weight
 
 
 ENVIRONMENT_VARIABLES = tuple(f.metadata["variable"] for cls in (TrainingBudget, SynthesisSettings)

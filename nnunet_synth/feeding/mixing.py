@@ -10,6 +10,7 @@ deep-supervision path, exactly like real ones.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
 
@@ -52,10 +53,21 @@ class SynthMixDataset:
         self.identifiers = list(real.identifiers)
         self.source_folder = getattr(real, "source_folder", None)
         self.folder_with_segs_from_previous_stage = getattr(real, "folder_with_segs_from_previous_stage", None)
-        self.fraction = fraction
+        # shared memory made before nnU-Net forks its workers: a schedule set in the main process reaches them
+        self._fraction = multiprocessing.RawValue("d", fraction)
         self.supply = supply
         self._counter = 0
         self.synthetic_served = 0
+
+    @property
+    def fraction(self) -> float:
+        return self._fraction.value
+
+    @fraction.setter
+    def fraction(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"synthetic fraction must be in [0, 1], got {value}")
+        self._fraction.value = float(value)
 
     def __getitem__(self, identifier):
         return self.load_case(identifier)

@@ -129,7 +129,7 @@ class GaussianMixtureRenderer:
         image = image + texture
         if cfg.bias_strength > 0:
             background = np.asarray(fallback.mean, np.float32).reshape(-1, *([1] * len(shape)))
-            bias = 1.0 + cfg.bias_strength * _smooth_field(shape, cfg.bias_grid, rng)
+            bias = 1.0 + cfg.bias_strength * smooth_field(shape, cfg.bias_grid, rng)
             image = background + (image - background) * bias[None]
         if outside is not None:
             image[:, outside] = 0.0
@@ -167,7 +167,7 @@ def _smoothing_gain(sigma: float, ndim: int) -> float:
     return float(1.0 / probe[(slice(4, -4),) * ndim].std())
 
 
-def _smooth_field(shape: tuple[int, ...], grid: int, rng: np.random.Generator) -> np.ndarray:
+def smooth_field(shape: tuple[int, ...], grid: int, rng: np.random.Generator) -> np.ndarray:
     """A smooth random field in [-1, 1]: a coarse random grid spread out by separable Gaussian kernels.
 
     Separable (one small matrix per axis) so that it costs a few ms at 100^3, where a cubic zoom took 0.3 s.

@@ -5,7 +5,7 @@ classes, the seed and device) and returns the built object and a one-line descri
 training log. New synthesis modes register here; trainer variants and ``NNSYNTH_LESIONS`` /
 ``NNSYNTH_RENDERER`` select them by name.
 
-Two kinds of "renderer" names exist: a whole-scan renderer (``gmm``, ``pix2pix``, ``spade``) renders a
+Two kinds of "renderer" names exist: a whole-scan renderer (``gmm``, ``randomized``, ``pix2pix``, ``spade``) renders a
 whole label map, a painter (``inpaint``, ``inpaint-pix2pix``, ``inpaint-spade``) writes the lesion into
 the real host image; the builder picks the engine that fits. ``GENERATOR_KINDS`` says which learned
 generator (checkpoint kind) each name needs.
@@ -24,6 +24,7 @@ from nnunet_synth.lesions.real import RealLesionSource
 from nnunet_synth.nnunet_io.training_cases import TrainingCases
 from nnunet_synth.renderers.gaussian_mixture import GaussianMixtureRenderer
 from nnunet_synth.renderers.lesion_contrast import LesionContrastModel
+from nnunet_synth.renderers.randomized import RandomizedRenderer
 from nnunet_synth.renderers.translator import TranslatorRenderer
 from nnunet_synth.renderers.translator_inpaint import TranslatorLesionPainter
 from nnunet_synth.synthesis.anatomy import AnatomyClasses
@@ -136,6 +137,13 @@ def _gaussian_mixture(ctx: BuildContext) -> tuple[Renderer, str]:
     fit_ids = ctx.fit_case_ids()
     return (GaussianMixtureRenderer.fit(ctx.cases.images(fit_ids), seed=ctx.seed),
             f"Gaussian-mixture renderer fitted on {len(fit_ids)} cases")
+
+
+@register_renderer("randomized")
+def _randomized(ctx: BuildContext) -> tuple[Renderer, str]:
+    fit_ids = ctx.fit_case_ids()
+    renderer = RandomizedRenderer.fit(ctx.cases.images(fit_ids), ctx.classes.lesion, ctx.parenchyma, seed=ctx.seed)
+    return renderer, f"{renderer.describe()}, anchored on {len(fit_ids)} cases"
 
 
 def _translator(kind: str) -> RendererFactory:
