@@ -161,7 +161,10 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trainers", nargs="+", default=list(TRAINERS),
+                   help=f"trainers to time, the first is the baseline (default: {' '.join(TRAINERS)})")
     args = p.parse_args()
+    trainers = tuple(args.trainers)
 
     def run_one(trainer: str, scratch: Path) -> dict[str, Any]:
         return train_and_time(trainer, dataset_id=args.dataset_id, plans=args.plans, fold=args.fold,
@@ -171,12 +174,12 @@ def main() -> None:
     def say(r: int, res: dict[str, Any]) -> None:
         print(f"repeat {r + 1}: {res['trainer']}: {res['s_per_iteration']:.3f} s/iteration", flush=True)
 
-    runs = alternate(TRAINERS, args.repeats, run_one, report=say)
-    times = {t: [x["s_per_iteration"] for x in runs if x["trainer"] == t] for t in TRAINERS}
+    runs = alternate(trainers, args.repeats, run_one, report=say)
+    times = {t: [x["s_per_iteration"] for x in runs if x["trainer"] == t] for t in trainers}
     pools = [x["pool"] for x in runs if x["pool"]]
-    base = statistics.mean(times[TRAINERS[0]])
-    print(f"\n| trainer | s / iteration (mean of {args.repeats}) | ratio to {TRAINERS[0]} |\n|---|---|---|")
-    for trainer in TRAINERS:
+    base = statistics.mean(times[trainers[0]])
+    print(f"\n| trainer | s / iteration (mean of {args.repeats}) | ratio to {trainers[0]} |\n|---|---|---|")
+    for trainer in trainers:
         mean = statistics.mean(times[trainer])
         print(f"| {trainer} | {mean:.3f} | {mean / base:.3f} |")
     if pools:

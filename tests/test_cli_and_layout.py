@@ -32,6 +32,13 @@ def test_trainer_path_holds_only_reexports(capsys):
     for module in modules:
         tree = ast.parse(module.read_text())
         assert all(isinstance(node, ast.ImportFrom) for node in tree.body), f"{module} defines code"
+    import nnsynth_trainers.budget as budget
+    import nnsynth_trainers.synth_trainer as synth
+
+    exported = {a.name for m in modules for node in ast.parse(m.read_text()).body for a in node.names}
+    defined = {name for mod in (budget, synth) for name, obj in vars(mod).items()
+               if isinstance(obj, type) and name.startswith("nnUNetTrainer") and obj.__module__ == mod.__name__}
+    assert defined <= exported, f"nnUNetv2_train cannot find {sorted(defined - exported)}: re-export them"
 
 
 def test_nnunet_finds_the_trainer_through_nnunet_extTrainer(capsys, monkeypatch):

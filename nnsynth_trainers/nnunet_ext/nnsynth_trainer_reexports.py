@@ -4,11 +4,17 @@
 from nnsynth_trainers.budget import nnUNetTrainerBudget  # noqa: F401
 from nnsynth_trainers.synth_trainer import (  # noqa: F401
     nnUNetTrainerSynth,
+    nnUNetTrainerSynth_decay,
     nnUNetTrainerSynth_p25,
     nnUNetTrainerSynth_p75,
+    nnUNetTrainerSynthInpaint,
+    nnUNetTrainerSynthInpaintMaskGAN,
+    nnUNetTrainerSynthInpaintPix2pix,
+    nnUNetTrainerSynthInpaintSPADE,
     nnUNetTrainerSynthMaskGAN,
     nnUNetTrainerSynthOnly,
     nnUNetTrainerSynthOnlyPix2pix,
     nnUNetTrainerSynthPix2pix,
+    nnUNetTrainerSynthRandomized,
     nnUNetTrainerSynthSPADE,
 )
