@@ -76,10 +76,29 @@ def test_volume_loss_teaches_the_condition():
         loss.backward()
         opt.step()
     sampler = MaskSampler(g, LocationPrior(np.full((3, 3), 0.5)), np.log(targets.numpy()))
+    sampler.match_volume = False  # the condition alone, without the volume-matched threshold
     got = [np.mean([m.sum() * cfg.voxel_ml for m in sampler.sample(8, volume_ml=float(v), seed=1)])
            for v in targets]
     assert got[0] < got[1] < got[2]
     assert abs(np.log(got[1] / 0.1)) < np.log(2)
+
+
+def test_volume_matched_masks_hold_the_requested_volume():
+    from nnunet_synth.lesions.maskgan import volume_matched_mask
+
+    grid = np.stack(np.meshgrid(*[np.arange(16.0)] * 3, indexing="ij"))
+    radius = np.sqrt(((grid - 7.3) ** 2).sum(0)) + np.random.default_rng(0).uniform(0, 1e-3, (16,) * 3)
+    raw = np.tanh(0.4 * (5.0 - radius))  # a GAN-like blob: +1 at its centre, -1 far out
+    for voxels in (10, 200, 900):
+        mask = volume_matched_mask(raw, voxels)
+        assert mask.sum() == voxels and mask[7, 7, 7]  # the blob's own shape, grown or shrunk
+    assert volume_matched_mask(raw, 4000).sum() < 4000  # no threshold below -0.9: the output's limit
+    assert volume_matched_mask(np.full((4, 4, 4), -1.0), 10).sum() == 0  # no shape: nothing invented
+    cfg = MaskGANConfig(box_shape=(16, 16, 8), spacing=(1.0, 1.0, 2.0), **TINY)
+    sampler = MaskSampler(MaskGenerator(cfg), LocationPrior(np.full((2, 3), 0.5)), np.log([0.5, 1.0]))
+    masks = sampler.sample(3, volume_ml=0.2, seed=0)
+    got = [m.sum() * cfg.voxel_ml for m in masks]
+    assert all(0.9 * 0.2 <= g <= 0.2 + cfg.voxel_ml for g in got), got  # short only by dropped fragments
 
 
 def test_sampler_api_returns_bool_boxes_and_rejects_impossible_volumes():

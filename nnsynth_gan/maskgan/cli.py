@@ -74,6 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(r)
     r.add_argument("--n", type=arg.integer(1, 100000), default=200, help="number of generated masks (default 200)")
     _sample_outputs(r)
+    r.add_argument("--threshold-at-zero", action="store_true",
+                   help="threshold the generator's output at 0 (its volume condition alone) instead of at the "
+                        "requested volume, to compare")
     r.set_defaults(func=run_report)
 
 
@@ -141,6 +144,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(args.dataset_id, args.n, Path(args.output), fold=args.fold,
                           checkpoint=Path(args.checkpoint) if args.checkpoint else None, plans=args.plans,
                           configuration=args.configuration, seed=args.seed,
-                          device=args.device or opt.default_device())
+                          device=args.device or opt.default_device(), match_volume=not args.threshold_at_zero)
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
     return 0

@@ -147,13 +147,17 @@ def volume_accuracy(sampler: MaskSampler, rng: np.random.Generator, per_request:
 
 def build_report(dataset_id: int, n: int, out_dir: Path, fold: str = "0", checkpoint: Path | None = None,
                  plans: str = DEFAULT_PLANS, configuration: str = DEFAULT_CONFIGURATION, seed: int = 0,
-                 device: str = "cpu") -> dict[str, Any]:
-    """Write report.json, report.md, occupancy.png and generated_examples.png to ``out_dir``."""
+                 device: str = "cpu", match_volume: bool = True) -> dict[str, Any]:
+    """Write report.json, report.md, occupancy.png and generated_examples.png to ``out_dir``.
+
+    ``match_volume=False`` thresholds the generator's output at 0 (the condition alone, as before the
+    volume-matched threshold)."""
     pre = open_preprocessed(dataset_id, plans, configuration)
     fp = pre.fingerprint
     path = checkpoint or find_checkpoint(dataset_id, "maskgan", fold)
     ckpt = load_checkpoint(path, kind="maskgan", fingerprint=fp)
     sampler = MaskSampler.from_checkpoint(path, fp, device)
+    sampler.match_volume = match_volume
     voxel_ml = sampler.config.voxel_ml
     ckpt_fold = str(ckpt.extra.get("fold", fold))
     train_ids, _ = fold_case_ids(pre, ckpt_fold)
@@ -214,7 +218,7 @@ def build_report(dataset_id: int, n: int, out_dir: Path, fold: str = "0", checkp
                          "generated_placed": mean_dict([t for t in gen_tissue if t]),
                          "classes": tissue or {}},
         "occupancy_correlation": occ_corr,
-        "volume_conditioning": {**vol_acc,
+        "volume_conditioning": {**vol_acc, "volume_matched_threshold": match_volume,
                                 "sampled_sizes_median_relative_error": float(np.median(cond_err))},
         "placement": "each generated case takes a random training case's anatomy as host, draws its number of "
                      "lesions from the training cases, and places each generated lesion with the location "
@@ -287,7 +291,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Median relative volume error over all requests: **{vc['median_relative_error']:.3f}** "
         f"({vc['masks_per_request']} lesions per requested volume); for the sizes drawn from the training "
-        f"lesions above: {vc['sampled_sizes_median_relative_error']:.3f}.",
+        f"lesions above: {vc['sampled_sizes_median_relative_error']:.3f}. Threshold: "
+        + ("moved to the requested volume (`MaskSampler.match_volume`)." if vc.get("volume_matched_threshold", True)
+           else "0 (the generator's volume condition alone, `--threshold-at-zero`)."),
         "",
         "| requested ml | median obtained ml | median relative error |", "|---|---|---|",
     ]

@@ -109,6 +109,32 @@ class CaseSample:
         return inside / total if total else 1.0
 
 
+MATCH_RANGE = (-0.9, 0.9)  # thresholds a volume-matched mask may use (the GAN's own shape, not its noise)
+
+
+def volume_matched_mask(raw: np.ndarray, voxels: float, limits: tuple[float, float] = MATCH_RANGE) -> np.ndarray:
+    """The generator output thresholded so that it holds ``voxels`` voxels (as near as the output allows).
+
+    The GAN's volume conditioning alone missed the requested volume by a median 61%: the condition steers
+    the shape's size only loosely. The shape is the GAN's; its size is set here by moving the threshold
+    from 0 within ``limits`` to where the mask has the requested number of voxels (the k largest outputs).
+    When the threshold falls below 0, only the parts connected to the shape at 0 grow: pieces that appear
+    only at the lower threshold are dropped (they fragmented the lesions), so the volume can stay a little short.
+    """
+    import cc3d
+
+    flat = np.sort(raw.ravel())[::-1]
+    k = int(np.clip(round(voxels), 1, flat.size))
+    threshold = float(np.clip(flat[k - 1], *limits))
+    mask = raw >= threshold
+    core = raw > 0
+    if threshold >= 0 or not core.any():
+        return mask
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    keep = np.unique(labels[core & mask])
+    return np.isin(labels, keep[keep > 0])
+
+
 class MaskSampler:
     """Draws lesion-mask boxes (bool arrays at target spacing) from a mask-GAN checkpoint."""
 
@@ -124,6 +150,7 @@ class MaskSampler:
         self.lesions_per_case = np.asarray(lesions_per_case, int)
         self.fingerprint = fingerprint
         self.device = torch.device(device)
+        self.match_volume = True  # threshold each output so it holds the requested volume (False: at 0)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, fingerprint: DatasetFingerprint | None = None,
@@ -186,7 +213,9 @@ class MaskSampler:
             volumes = np.broadcast_to(np.asarray(volume_ml, float), (n,)).copy()
             self.check_volumes(volumes)
         raw = self.generate(volumes, rng, batch_size)
-        return [m > 0 for m in raw], volumes, index
+        if not self.match_volume:
+            return [m > 0 for m in raw], volumes, index
+        return [volume_matched_mask(m, v / self.config.voxel_ml) for m, v in zip(raw, volumes)], volumes, index
 
     def sample(self, n: int, volume_ml: float | Sequence[float] | None = None, seed: SeedLike = None,
                batch_size: int = 16) -> list[np.ndarray]:
