@@ -33,6 +33,13 @@ def fold_seed(fold: int | str) -> int:
     return int(fold) if str(fold).isdigit() else zlib.crc32(str(fold).encode())
 
 
+def logged_values(logger, key: str) -> list:
+    """Every epoch's value of ``key`` from nnU-Net's logger (MetaLogger since 2.7, nnUNetLogger before)."""
+    if hasattr(logger, "get_value"):
+        return list(logger.get_value(key, None))
+    return list(logger.my_fantastic_logging[key])
+
+
 def stalled_learning(log: dict, epochs: int) -> str | None:
     """A warning when the real validation pseudo-Dice was 0 for the last ``epochs`` epochs while the training
     loss fell: the network learns the synthetic cases and not the real lesions (seen at 20 real cases with a
@@ -165,10 +172,23 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
 
     def on_epoch_end(self):
         super().on_epoch_end()
-        warning = stalled_learning(self.logger.my_fantastic_logging, self.stall_epochs)
-        if warning and not getattr(self, "_stall_warned", False):
+        self.logged_stall_warning()
+
+    def logged_stall_warning(self) -> str | None:
+        """Write the stalled-learning warning into the training log once (see ``stalled_learning``)."""
+        if getattr(self, "_stall_warned", False):
+            return None
+        try:
+            log = {key: logged_values(self.logger, key) for key in ("mean_fg_dice", "train_losses")}
+        except Exception as exc:  # the guard must never stop a training
+            self._stall_warned = True
+            self.print_to_log_file(f"nnsynth: stalled-learning check unavailable ({type(exc).__name__}: {exc})")
+            return None
+        warning = stalled_learning(log, self.stall_epochs)
+        if warning:
             self._stall_warned = True
             self.print_to_log_file(f"nnsynth WARNING: {warning}")
+        return warning
 
     def on_train_end(self):
         supply = getattr(self, "synth_supply", None)

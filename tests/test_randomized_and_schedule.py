@@ -127,6 +127,18 @@ def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
         assert np.isfinite(batch["data"].numpy()).all()
     finally:
         trainer.synth_supply.close()
+    from nnsynth_trainers.synth_trainer import logged_values
+
+    for key, value in (("mean_fg_dice", 0.0), ("train_losses", 0.5)):  # nnU-Net's own logger, as in training
+        trainer.logger.log(key, value, 0)
+    assert logged_values(trainer.logger, "mean_fg_dice") == [0.0]
+    trainer.stall_epochs = 1
+    assert trainer.logged_stall_warning() is None  # one epoch: the loss has not fallen yet
+    for key, value in (("mean_fg_dice", 0.0), ("train_losses", 0.3)):
+        trainer.logger.log(key, value, 1)
+    trainer.stall_epochs = 2
+    assert "has been 0 for 2 epochs" in trainer.logged_stall_warning()
+    assert "nnsynth WARNING" in open(trainer.log_file).read()
     decay = _trainer(phantom_env, "nnUNetTrainerSynth_decay")
     decay.get_dataloaders()
     try:
