@@ -101,6 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--plans", default=None, type=arg.name("--plans"), help="plans identifier to train with")
     g.add_argument("--final-validation", action="store_true", default=None,
                    help="also run nnU-Net's final validation of each fold (the test set is scored anyway)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write results.{md,csv,json} from the runs of this design that have finished "
+                        "(e.g. while the experiment still runs in another process)")
     p.set_defaults(func=main)
 
 
@@ -117,6 +120,7 @@ class ExperimentConfig:
     output: Path | None = None
     jobs: int = 1
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    report_only: bool = False  # write the report from the finished runs, train nothing
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -128,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
                             seeds=args.seeds, profile=profile_with(args.profile, **overrides),
                             generators=args.generators, test_cases=args.test_cases,
                             extra_tests=list(args.extra_test), output=args.output,
-                            jobs=args.jobs)
+                            jobs=args.jobs, report_only=args.report_only)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -427,7 +431,12 @@ class ExperimentRunner:
 def run_experiment(cfg: ExperimentConfig) -> dict:
     runner = ExperimentRunner(cfg)
     start = time.perf_counter()
+    if cfg.report_only and not (runner.out / "experiment.json").is_file():
+        raise NNSynthError(f"--report-only: {runner.out} holds no experiment (no experiment.json); give the -o "
+                           "folder of a running or finished experiment")
     runs = runner.prepare()
+    if cfg.report_only:
+        return report_finished(runner, runs, start)
     runner.train_generators(runs)
     if cfg.jobs > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -437,5 +446,21 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     else:
         results = [runner.run_one(r, i + 1, len(runs)) for i, r in enumerate(runs)]
     summary = runner.report(results)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
+
+
+def report_finished(runner: ExperimentRunner, runs: list[RunSpec], start: float) -> dict:
+    """The report of the runs that have finished (a long experiment can be read while it goes on)."""
+    done = {r.name: runner.out / "runs" / r.name / "result.json" for r in runs}
+    results = [json.loads(f.read_text()) for f in done.values() if f.is_file()]
+    missing = [name for name, f in done.items() if not f.is_file()]
+    if not results:
+        raise NNSynthError(f"no run of this design has finished yet in {runner.out}")
+    results = [r for r in results if all(k in r.get("extra_tests", {}) for k in runner.extra_tests)]
+    print(f"experiment: report of {len(results)} finished runs; not finished yet: {', '.join(missing) or 'none'}",
+          flush=True)
+    summary = runner.report(results)
+    summary["not_finished"] = missing
     summary["seconds"] = round(time.perf_counter() - start, 1)
     return summary

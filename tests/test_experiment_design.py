@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from nnsynth_experiments.design import (
@@ -162,3 +163,43 @@ def test_extra_test_sets_are_found_and_checked_against_the_channels(tmp_path):
         resolve_extra_tests([str(tmp_path / "nowhere")], 2, ".nii.gz")
     with pytest.raises(NNSynthError, match="given twice"):
         resolve_extra_tests([str(site), str(site)], 2, ".nii.gz")
+
+
+def test_report_only_reads_the_finished_runs_of_a_design(phantom_env, tmp_path):
+    from nnsynth_experiments.design import profile_with
+    from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner, run_experiment
+
+    cfg = ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real", "synth"], seeds=2, output=tmp_path / "exp",
+                           profile=profile_with("cpu-small", plans="nnsynthCPU"), report_only=True)
+    with pytest.raises(NNSynthError, match="holds no experiment"):
+        run_experiment(cfg)
+    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    split_file = pre / "splits_final.json"  # the session's phantom is shared: put it back afterwards
+    splits = split_file.read_text() if split_file.is_file() else None
+    try:
+        _report_only_on_a_partial_design(cfg, ExperimentRunner(cfg).prepare(), run_experiment)
+    finally:
+        if splits is None:
+            split_file.unlink(missing_ok=True)
+        else:
+            split_file.write_text(splits)
+        (pre / "nnsynthCPU.json").unlink(missing_ok=True)
+
+
+def _report_only_on_a_partial_design(cfg, runs, run_experiment):
+    from nnunet_synth.nnunet_io.atomic import write_json_atomic
+
+    rng = np.random.default_rng(0)
+    for run in runs[:3]:  # seed 1's synth run has not finished
+        folder = cfg.output / "runs" / run.name
+        per_case = {f"t{i}": {"dice": float(rng.uniform()), "lesion_f1": 0.5, "abs_volume_diff_ml": 1.0,
+                              "gt_volume_ml": 2.0, "pred_volume_ml": 2.0, "pred_count": 1} for i in range(4)}
+        write_json_atomic(folder / "predictions" / "stroke_metrics.json", {"per_case": per_case, "mean": {}})
+        write_json_atomic(folder / "result.json", {**run.to_dict(), "name": run.name, "extra_tests": {},
+                                                   "dice": 0.5, "dice_nnunet": 0.5, "lesion_f1": 0.5,
+                                                   "abs_volume_diff_ml": 1.0, "abs_count_diff": 1.0})
+    summary = run_experiment(cfg)
+    assert summary["not_finished"] == [runs[3].name] and len(summary["runs"]) == 3
+    dice = next(r for r in summary["paired"] if r["metric"] == "dice")
+    assert dice["n_seeds"] == 1  # only the seed with both arms finished is paired
+    assert (cfg.output / "results.md").is_file() and not (cfg.output / "runs" / runs[3].name).exists()
