@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=arg.NON_NEGATIVE, default=0)
     p.add_argument("--lesions", default="real", help="lesion source: real (default) or maskgan")
     p.add_argument("--renderer", default="gmm",
-                   help="gmm (default), pix2pix, spade (whole synthetic scans) or inpaint, inpaint-pix2pix, "
-                        "inpaint-spade (the lesion written into a real training case of the fold)")
+                   help="gmm (default), randomized, pix2pix, spade (whole synthetic scans) or inpaint, "
+                        "inpaint-pix2pix, inpaint-spade (the lesion written into a real training case of the fold)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with --out-id")
     p.set_defaults(func=_run)
 

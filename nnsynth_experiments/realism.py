@@ -121,8 +121,8 @@ def run_realism(args: argparse.Namespace) -> int:
     report = {"dataset": pre.name, "fold": args.fold, "plans": args.plans, "real_lesions": len(real),
               "real_cases": len(val_ids), "trainers": {}}
     rows = [("real held-out lesions", real_panels), ("real held-out lesions, bare", real_panels)]
-    rng = np.random.default_rng(args.seed)
     for name, cls in zip(args.trainers, classes_):
+        rng = np.random.default_rng(args.seed)  # each trainer's cases do not depend on the order of -tr
         settings = cls.synthesis_settings()
         notes: list[str] = []
         engine = build_engine(training, settings.lesions, settings.renderer, fold=args.fold,

@@ -41,11 +41,11 @@ def logged_values(logger, key: str) -> list:
 
 
 def stalled_learning(log: dict, epochs: int) -> str | None:
-    """A warning when the real validation pseudo-Dice was 0 for the last ``epochs`` epochs while the training
-    loss fell: the network learns the synthetic cases and not the real lesions (seen at 20 real cases with a
-    fixed 50% share)."""
+    """A warning when the real validation pseudo-Dice was 0 for the last ``epochs`` epochs (after a warm-up of as
+    many) while the training loss fell: the network learns the synthetic cases and not the real lesions (seen at
+    20 real cases with a fixed 50% share)."""
     dice, losses = log.get("mean_fg_dice", []), log.get("train_losses", [])
-    if len(dice) < epochs or len(losses) < epochs:
+    if len(dice) < 2 * epochs or len(losses) < 2 * epochs:  # the first ``epochs`` are warm-up: Dice 0 is normal
         return None
     recent, loss = dice[-epochs:], losses[-epochs:]
     if all(d == 0 or d != d for d in recent) and loss[-1] < loss[0]:
@@ -80,9 +80,8 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
     @classmethod
     def synthesis_settings(cls) -> SynthesisSettings:
         """The variant's class attributes with the NNSYNTH_* overrides, checked (also used by `nnsynth preview`)."""
-        end = cls.synth_fraction if cls.synth_fraction_end is None else cls.synth_fraction_end
         defaults = SynthesisSettings(cls.synth_fraction, cls.lesion_source, cls.renderer, cls.pool_size,
-                                     cls.pool_uses, cls.synth_schedule, end)
+                                     cls.pool_uses, cls.synth_schedule, cls.synth_fraction_end)
         settings = SynthesisSettings.from_environment(defaults)
         check_names(settings.lesions, settings.renderer)
         return settings
@@ -93,7 +92,7 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
         settings, foreground = self.synthesis, self.label_manager.foreground_labels[0]
-        if settings.fraction <= 0:
+        if settings.largest_fraction <= 0:
             return dataset_tr, dataset_val
         try:
             return self._mix_in_synthetic_cases(dataset_tr, dataset_val, settings, foreground)

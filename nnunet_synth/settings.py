@@ -138,7 +138,7 @@ class SynthesisSettings:
     pool_size: int = _var("NNSYNTH_POOL_SIZE", _integer(0), 16)
     pool_uses: int = _var("NNSYNTH_POOL_USES", _integer(1), 4)
     schedule: str = _var("NNSYNTH_SCHEDULE", _schedule, "constant")
-    fraction_end: float = _var("NNSYNTH_FRACTION_END", _fraction, 0.5)
+    fraction_end: float | None = _var("NNSYNTH_FRACTION_END", _fraction, None)  # None: = fraction
 
     @classmethod
     def from_environment(cls, defaults: SynthesisSettings | None = None,
@@ -150,10 +150,16 @@ class SynthesisSettings:
         import math
 
         t = min(max(float(progress), 0.0), 1.0)
+        end = self.fraction if self.fraction_end is None else self.fraction_end
         if self.schedule == "constant":
             return self.fraction
         weight = t if self.schedule == "linear" else (1 - math.cos(math.pi * t)) / 2
-        return self.fraction + (self.fraction_end - self.fraction) * weight
+        return self.fraction + (end - self.fraction) * weight
+
+    @property
+    def largest_fraction(self) -> float:
+        """The largest share the schedule reaches (0: no synthetic case is ever mixed in)."""
+        return self.fraction if self.schedule == "constant" else max(self.fraction_at(0), self.fraction_at(1))
 
 
 ENVIRONMENT_VARIABLES = tuple(f.metadata["variable"] for cls in (TrainingBudget, SynthesisSettings)

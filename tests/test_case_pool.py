@@ -87,3 +87,21 @@ def test_cases_holding_arrays_of_different_shapes_are_retired():
         time.sleep(0.002)
     pool.close()
     assert len(shapes) > 1 and pool.stats()["served"] == 30
+
+
+def test_a_failing_generator_is_raised_where_cases_are_taken_instead_of_hanging():
+    from nnunet_synth.feeding.feed import CaseFeed
+
+    def broken(rng):
+        raise ValueError("the host has no parenchyma voxels")
+
+    pool = CasePool(broken, size=2, max_uses=1, seed=0)
+    with pytest.raises(RuntimeError, match="no parenchyma"):
+        pool.get()
+    pool.close()
+    feed = CaseFeed(broken, capacity=2, seed=0)
+    feed.start()
+    for _ in range(2):  # every worker that asks learns it, not only the first
+        with pytest.raises(RuntimeError, match="failed in the main process: ValueError"):
+            feed.take()
+    feed.close()

@@ -104,7 +104,8 @@ def test_inpainting_engine_keeps_the_host_and_its_lesion(phantom_env):
         assert (case.lesion == (own | new)).all()  # the host's lesion stays labelled: the union
         assert np.isin(cases.labelmaps[case.provenance["anatomy"]][new], classes.parenchyma).all()
         assert case.provenance["lesion_source"] != case.provenance["anatomy"]
-        untouched = signed_distance(new) < -2.5
+        labelmap = cases.labelmaps[case.provenance["anatomy"]]
+        untouched = (signed_distance(new) < -2.5) | (labelmap < 0) | own
         np.testing.assert_array_equal(case.image[:, untouched], image[:, untouched])  # the rest is the real scan
         nn = to_nnunet_case(case)
         assert set(np.unique(nn.seg)) <= {-1, 0, 1} and (nn.seg[0] == 1).sum() == case.lesion.sum()
@@ -124,6 +125,8 @@ def test_inpaint_trainer_mixes_inpainted_cases_into_its_batches(phantom_env):
         assert "painted into real hosts" in open(trainer.log_file).read()
         keys = [k for _ in range(3) for k in next(dl_train)["keys"]]
         assert sum(is_synthetic_key(k) for k in keys) == len(keys) // 2
+        served = trainer.synth_dataset.load_case(next(k for k in keys if is_synthetic_key(k)))
+        assert served[3]["nnsynth_host"] == "real image"  # what the loader gets is an inpainted real case
     finally:
         trainer.synth_supply.close()
 

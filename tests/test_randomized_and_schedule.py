@@ -63,6 +63,8 @@ def test_randomization_parameters_follow_the_config():
     assert -1 not in p.means and all(-2.0 <= v <= 2.5 for k in (1, 2, 3) for v in p.means[k])
     assert p.thick_axis in (0, 1, 2) and 1.0 <= p.thickness <= 3.0
     np.testing.assert_array_equal(p.gamma, [1.0, 1.0])
+    flat = renderer.get_parameters([0, 2], np.random.default_rng(1), shape=(1, 32, 32))
+    assert flat.thick_axis in (1, 2)  # a 2D case (one voxel thick) is never made thicker along its first axis
     with pytest.raises(ValueError, match="mode"):
         RandomizationConfig(mode="wild")
     with pytest.raises(ValueError, match="low <= high"):
@@ -75,6 +77,10 @@ def test_fraction_schedules_and_their_settings():
     assert cosine.fraction_at(0.5) == pytest.approx(0.3)
     assert SynthesisSettings(fraction=0.5, schedule="linear", fraction_end=0.0).fraction_at(0.25) == 0.375
     assert SynthesisSettings(fraction=0.4).fraction_at(0.9) == 0.4
+    # no end given: the schedule stays at the start share, also when the start comes from the environment
+    assert SynthesisSettings(fraction=0.9, schedule="linear").fraction_at(1) == 0.9
+    started_at_zero = SynthesisSettings(fraction=0.0, schedule="linear", fraction_end=0.5)
+    assert started_at_zero.largest_fraction == 0.5 and SynthesisSettings(fraction=0.0).largest_fraction == 0
     env = SynthesisSettings.from_environment(env={"NNSYNTH_SCHEDULE": "linear", "NNSYNTH_FRACTION_END": "0.2"})
     assert (env.schedule, env.fraction_end) == ("linear", 0.2)
     with pytest.raises(SettingsError, match="NNSYNTH_SCHEDULE"):
@@ -91,11 +97,14 @@ def test_a_fraction_set_in_the_main_process_reaches_forked_workers():
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # a worker forked before the schedule changes the share, as nnU-Net's are
-        os.close(write)
-        os.read(read, 1)
-        np.random.seed(0)
-        n = sum(is_synthetic_key(k) for _ in range(50) for k in dataset.draw_batch_keys(4))
-        os._exit(0 if n == 0 else 1)
+        code = 2
+        try:
+            os.close(write)
+            os.read(read, 1)
+            np.random.seed(0)
+            code = 0 if sum(is_synthetic_key(k) for _ in range(50) for k in dataset.draw_batch_keys(4)) == 0 else 1
+        finally:
+            os._exit(code)
     os.close(read)
     dataset.fraction = 0.0
     os.write(write, b"x")
@@ -108,11 +117,12 @@ def test_a_fraction_set_in_the_main_process_reaches_forked_workers():
 def test_stalled_learning_is_warned_only_when_real_dice_stays_zero_while_the_loss_falls():
     from nnsynth_trainers.synth_trainer import stalled_learning
 
-    falling = list(np.linspace(1.0, 0.5, 25))
-    assert "0 for 20 epochs" in stalled_learning({"mean_fg_dice": [0.0] * 25, "train_losses": falling}, 20)
-    assert stalled_learning({"mean_fg_dice": [0.0] * 24 + [0.1], "train_losses": falling}, 20) is None
-    assert stalled_learning({"mean_fg_dice": [0.0] * 25, "train_losses": falling[::-1]}, 20) is None
-    assert stalled_learning({"mean_fg_dice": [0.0] * 5, "train_losses": falling[:5]}, 20) is None
+    falling = list(np.linspace(1.0, 0.5, 45))
+    assert "0 for 20 epochs" in stalled_learning({"mean_fg_dice": [0.0] * 45, "train_losses": falling}, 20)
+    assert stalled_learning({"mean_fg_dice": [0.0] * 44 + [0.1], "train_losses": falling}, 20) is None
+    assert stalled_learning({"mean_fg_dice": [0.0] * 45, "train_losses": falling[::-1]}, 20) is None
+    # within the warm-up (the first 20 epochs), Dice 0 is normal
+    assert stalled_learning({"mean_fg_dice": [0.0] * 25, "train_losses": falling[:25]}, 20) is None
 
 
 def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
@@ -133,9 +143,10 @@ def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
         trainer.logger.log(key, value, 0)
     assert logged_values(trainer.logger, "mean_fg_dice") == [0.0]
     trainer.stall_epochs = 1
-    assert trainer.logged_stall_warning() is None  # one epoch: the loss has not fallen yet
-    for key, value in (("mean_fg_dice", 0.0), ("train_losses", 0.3)):
-        trainer.logger.log(key, value, 1)
+    assert trainer.logged_stall_warning() is None  # one epoch: within the warm-up
+    for epoch, loss in ((1, 0.4), (2, 0.3), (3, 0.2)):
+        for key, value in (("mean_fg_dice", 0.0), ("train_losses", loss)):
+            trainer.logger.log(key, value, epoch)
     trainer.stall_epochs = 2
     assert "has been 0 for 2 epochs" in trainer.logged_stall_warning()
     assert "nnsynth WARNING" in open(trainer.log_file).read()

@@ -272,7 +272,7 @@ def _simulate_all(jobs: list[Job], num_processes: int, progress: bool) -> tuple[
     if num_processes == 1:
         results = [_run_job(job) for job in tqdm(jobs, **bar)]
     else:
-        with multiprocessing.Pool(num_processes, initializer=_init_worker,
+        with multiprocessing.get_context("spawn").Pool(num_processes, initializer=_init_worker,
                                   initargs=(os.getpid(), jobs[0].spacing)) as pool:
             results = list(tqdm(pool.imap(_run_job, jobs), **bar))
     return [r[0] for r in results], [r[1] for r in results]

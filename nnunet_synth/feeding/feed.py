@@ -18,6 +18,13 @@ from collections.abc import Callable
 import numpy as np
 
 
+class FeedFailure:
+    """What the producer puts on the queue when making a case failed (the workers re-raise it)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class CaseFeed:
     def __init__(self, make_case: Callable[[np.random.Generator], object], capacity: int = 8, seed: int = 0):
         self.make_case = make_case
@@ -36,7 +43,13 @@ class CaseFeed:
     def _produce(self) -> None:
         rng = np.random.default_rng(self.seed)
         while not self._stop.is_set():
-            case = self.make_case(rng)
+            try:
+                case = self.make_case(rng)
+            except Exception as exc:  # a dead producer must not leave every worker waiting on the queue
+                case = FeedFailure(f"{type(exc).__name__}: {exc}")
+                self._stop.set()
+                self.queue.put(case)
+                return
             while not self._stop.is_set():
                 try:
                     self.queue.put(case, timeout=0.5)
@@ -46,8 +59,12 @@ class CaseFeed:
                     continue
 
     def take(self, rng: np.random.Generator | None = None):
-        """Blocking read, for a worker's CasePool (its `make_case`)."""
-        return self.queue.get()
+        """Blocking read, for a worker's CasePool (its `make_case`); raises what the producer failed with."""
+        case = self.queue.get()
+        if isinstance(case, FeedFailure):
+            self.queue.put(case)  # for the other workers too
+            raise RuntimeError(f"nnsynth: making a synthetic case failed in the main process: {case.message}")
+        return case
 
     def close(self) -> None:
         self._stop.set()

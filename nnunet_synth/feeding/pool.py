@@ -46,6 +46,7 @@ class CasePool:
         self._slots: list[_Slot] = []
         self._lock = threading.Condition()
         self._stop = threading.Event()
+        self._error: str | None = None
         seed = self.seed if self.seed is not None else np.random.randint(0, 2**31 - 1)
         self._rng = np.random.default_rng([seed, self._pid])
         self._pick = np.random.default_rng([seed, self._pid, 1])
@@ -60,7 +61,13 @@ class CasePool:
             if self._stop.is_set():
                 return
             start = time.perf_counter()
-            case = self.make_case(self._rng)
+            try:
+                case = self.make_case(self._rng)
+            except Exception as exc:  # surfaces in get(): a dead filler must not leave the loader waiting
+                with self._lock:
+                    self._error = f"{type(exc).__name__}: {exc}"
+                    self._lock.notify_all()
+                return
             with self._lock:
                 self.generation_seconds += time.perf_counter() - start
                 self.generated += 1
@@ -72,6 +79,8 @@ class CasePool:
             self._start()
         with self._lock:
             while not self._slots:
+                if self._error is not None:
+                    raise RuntimeError(f"nnsynth: making a synthetic case failed: {self._error}")
                 self._lock.wait(timeout=0.5)
             fresh = [s for s in self._slots if s.uses < self.max_uses]
             if fresh:

@@ -12,7 +12,8 @@ Nothing is trained. From the fold's real lesions, in nnU-Net's normalized space 
 ``apply`` adds ``contrast * profile(signed distance)`` to the host image, plus a smooth random texture
 scaled by the heterogeneity inside the lesion. It adds to the host's intensities rather than replacing
 them, so the host's texture, noise and bias survive inside the new lesion and no seam can appear: the
-change fades to exactly 0 two voxels outside the lesion. Random parameters are drawn apart from where
+change fades to exactly 0 at 2.5 voxels outside the lesion (and the inpainting engine keeps the voxels
+outside nnU-Net's crop mask untouched). Random parameters are drawn apart from where
 they are applied (``get_parameters`` / ``apply``).
 """
 
@@ -86,7 +87,9 @@ def measure_lesion(image: np.ndarray, component: np.ndarray, all_lesions: np.nda
             by_distance[:, j] = np.median(image[:, sel], axis=1) - ref
     lesion_sd = np.std(image[:, component] - np.median(image[:, component], axis=1, keepdims=True), axis=1)
     edge = (np.abs(sdist) <= 1.5) & (parenchyma | component)
-    gradient = np.stack([np.sqrt(sum(g ** 2 for g in np.gradient(image[c]))) for c in range(image.shape[0])])
+    axes = tuple(a for a in range(component.ndim) if component.shape[a] > 1)  # a 2D case has a length-1 axis
+    gradient = np.stack([np.sqrt(sum(g ** 2 for g in np.atleast_1d(np.gradient(image[c], axis=axes))))
+                         if axes else np.zeros(component.shape) for c in range(image.shape[0])])
     return LesionMeasurement(core=core, by_distance=by_distance, lesion_sd=lesion_sd,
                              tissue_sd=np.std(image[:, ring], axis=1), voxels=int(component.sum()),
                              edge_gradient=gradient[:, edge].mean(axis=1))

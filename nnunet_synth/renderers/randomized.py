@@ -115,7 +115,9 @@ class RandomizedRenderer:
         return np.where(self._fitted_mean(self.lesion_value) >= ref, 1.0, -1.0)
 
     # ---- drawing ----------------------------------------------------------------------------------
-    def get_parameters(self, classes: Iterable[int], rng: np.random.Generator) -> RandomParameters:
+    def get_parameters(self, classes: Iterable[int], rng: np.random.Generator,
+                       shape: tuple[int, ...] = (2, 2, 2)) -> RandomParameters:
+        """``shape``: the label map's, so that a thick slice is only drawn along an axis longer than 1 voxel."""
         cfg, nc = self.config, self.num_channels
         classes = sorted(int(k) for k in classes if int(k) != OUTSIDE)
         means, sds, subs = {}, {}, {}
@@ -133,11 +135,13 @@ class RandomizedRenderer:
             tissue = [means[k] for k in self.tissue_values if k in means]
             ref = np.mean(tissue, axis=0) if tissue else means.get(0, np.zeros(nc))
             means[self.lesion_value] = ref + self.lesion_sign() * rng.uniform(*cfg.lesion_contrast, nc)
-        thick = rng.random() < cfg.thick_probability
+        long_axes = [a for a, n in enumerate(shape) if n > 1]
+        thick = rng.random() < cfg.thick_probability and bool(long_axes)
         return RandomParameters(
             means=means, sds=sds, subclass_offsets=subs, blur=float(rng.uniform(*cfg.blur_sd)),
             fade=float(rng.uniform(0, cfg.lesion_fade)), bias_log_sd=rng.uniform(0, cfg.bias_log_sd, nc),
-            gamma=np.exp(rng.normal(0, cfg.gamma_sd, nc)), thick_axis=int(rng.integers(3)) if thick else None,
+            gamma=np.exp(rng.normal(0, cfg.gamma_sd, nc)),
+            thick_axis=int(long_axes[rng.integers(len(long_axes))]) if thick else None,
             thickness=float(rng.uniform(1, cfg.max_thickness)) if thick else 1.0,
             snr=rng.uniform(*cfg.snr_range, nc), rician=bool(rng.random() < cfg.rician_probability),
             seed=int(rng.integers(2**31)))
@@ -210,7 +214,7 @@ class RandomizedRenderer:
         labelmap = np.asarray(labelmap)
         if labelmap.ndim == 4:
             labelmap = labelmap[0]
-        return self.apply(labelmap, self.get_parameters(np.unique(labelmap), rng))
+        return self.apply(labelmap, self.get_parameters(np.unique(labelmap), rng, labelmap.shape))
 
     def describe(self) -> str:
         return f"domain-randomized renderer ({asdict(self.config)})"

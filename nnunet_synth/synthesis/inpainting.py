@@ -8,7 +8,8 @@ One case, step by step:
    inside the host's parenchyma, at least ``keep_away`` voxels from the host's own lesion (lesion-free
    hosts are welcome);
 3. paint it into the host image with a lesion painter (the fitted lesion contrast, or a translator's
-   lesion difference); everything outside the lesion's soft edge stays the host's own voxels.
+   lesion difference); everything outside the lesion's soft edge, outside nnU-Net's crop mask and on the
+   host's own lesion stays the host's own voxels.
 
 The host's own lesion stays and stays labelled: the segmentation is the union. The result is a
 :class:`SyntheticCase` like the whole-scan engine's, so feeding, export and pictures take either.
@@ -63,7 +64,12 @@ class InpaintingEngine:
         brain = labelmap > self.classes.background
         new, lesion_source = self.lesion_source.draw(host, brain, allowed, rng)
         new = new & allowed
-        painted = self.painter.paint(np.asarray(image, np.float32), labelmap, new, rng).astype(np.float32)
+        image = np.asarray(image, np.float32)
+        painted = self.painter.paint(image, labelmap, new, rng).astype(np.float32)
+        # whatever the painter does: outside nnU-Net's crop mask and on the host's own lesion the voxels stay
+        # the host's (a halo past the brain edge would be a seam; the own lesion keeps its real appearance)
+        keep = (labelmap < 0) | own
+        painted[:, keep] = image[:, keep]
         out_map = labelmap.copy()
         out_map[new] = self.classes.lesion
         provenance = {"anatomy": host, "lesion_source": lesion_source, "host": "real image",

@@ -160,7 +160,10 @@ register_renderer("spade")(_translator("spade"))
 
 @register_painter("inpaint")
 def _lesion_contrast(ctx: BuildContext) -> tuple[LesionPainter, str]:
-    fit_ids = ctx.fit_case_ids()
+    # fitted on lesions: the draw takes the cases with a lesion (the lesion-free ones hold no contrast)
+    with_lesion = [c for c, seg, _ in ctx.cases.segmentations() if (seg == ctx.foreground_label).any()]
+    fit_ids = with_lesion if len(with_lesion) <= ctx.max_fit_cases else sorted(
+        np.random.default_rng(ctx.seed).choice(with_lesion, ctx.max_fit_cases, replace=False).tolist())
 
     def fit_cases():
         for case in fit_ids:
