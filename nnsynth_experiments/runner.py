@@ -431,12 +431,9 @@ class ExperimentRunner:
 def run_experiment(cfg: ExperimentConfig) -> dict:
     runner = ExperimentRunner(cfg)
     start = time.perf_counter()
-    if cfg.report_only and not (runner.out / "experiment.json").is_file():
-        raise NNSynthError(f"--report-only: {runner.out} holds no experiment (no experiment.json); give the -o "
-                           "folder of a running or finished experiment")
-    runs = runner.prepare()
     if cfg.report_only:
-        return report_finished(runner, runs, start)
+        return report_finished(runner, start)
+    runs = runner.prepare()
     runner.train_generators(runs)
     if cfg.jobs > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -450,17 +447,40 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     return summary
 
 
-def report_finished(runner: ExperimentRunner, runs: list[RunSpec], start: float) -> dict:
-    """The report of the runs that have finished (a long experiment can be read while it goes on)."""
-    done = {r.name: runner.out / "runs" / r.name / "result.json" for r in runs}
-    results = [json.loads(f.read_text()) for f in done.values() if f.is_file()]
-    missing = [name for name, f in done.items() if not f.is_file()]
+def report_finished(runner: ExperimentRunner, start: float) -> dict:
+    """The report of the finished runs of an experiment folder, read while the experiment may go on.
+
+    Writes nothing but the report: the design (runs, folds, test sets) is read from ``experiment.json``,
+    filtered to the arms, seeds and sizes asked for; nothing is planned, trained or added to the splits.
+    """
+    from nnsynth_experiments.design import RunSpec
+
+    cfg = runner.cfg
+    design_file = runner.out / "experiment.json"
+    if not design_file.is_file():
+        raise NNSynthError(f"--report-only: {runner.out} holds no experiment (no experiment.json); give the -o "
+                           "folder of a running or finished experiment")
+    design = json.loads(design_file.read_text())
+    runner.extra_tests = {k: (Path(v["images"]), Path(v["labels"])) for k, v in design.get("extra_tests", {}).items()}
+    pool = len(design.get("training_pool", []))
+    sizes = {pool if str(n) == "all" else int(n) for n in cfg.sizes}
+    planned = {r.name: r for r in (RunSpec(**r) for r in design.get("runs", []))}
+    finished = {}
+    for result_file in sorted((runner.out / "runs").glob("*/result.json")):
+        result = json.loads(result_file.read_text())
+        finished[result["name"]] = result
+    wanted = lambda r: r["arm"] in cfg.arms and r["seed"] < cfg.seeds and r["n_real"] in sizes  # noqa: E731
+    results = [r for r in finished.values() if wanted(r)]
+    missing = [name for name, r in planned.items() if name not in finished and wanted(r.to_dict())]
+    incomplete = [r["name"] for r in results if any(k not in r.get("extra_tests", {}) for k in runner.extra_tests)]
+    results = [r for r in results if r["name"] not in incomplete]
     if not results:
-        raise NNSynthError(f"no run of this design has finished yet in {runner.out}")
-    results = [r for r in results if all(k in r.get("extra_tests", {}) for k in runner.extra_tests)]
-    print(f"experiment: report of {len(results)} finished runs; not finished yet: {', '.join(missing) or 'none'}",
-          flush=True)
+        raise NNSynthError(f"no finished run of arms {cfg.arms} in {runner.out}")
+    print(f"experiment: report of {len(results)} finished runs; not finished yet: {', '.join(missing) or 'none'}"
+          + (f"; not scored on every extra test set yet: {', '.join(incomplete)}" if incomplete else ""), flush=True)
+    order = {arm: i for i, arm in enumerate(cfg.arms)}
+    results.sort(key=lambda r: (r["n_real"], r["seed"], order[r["arm"]]))
     summary = runner.report(results)
-    summary["not_finished"] = missing
+    summary["not_finished"] = missing + incomplete
     summary["seconds"] = round(time.perf_counter() - start, 1)
     return summary

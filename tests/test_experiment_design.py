@@ -1,5 +1,6 @@
 """The experiment's design (sizes, nested subsamples, folds in splits_final.json) and its report."""
 
+import dataclasses
 import json
 import math
 
@@ -203,3 +204,6 @@ def _report_only_on_a_partial_design(cfg, runs, run_experiment):
     dice = next(r for r in summary["paired"] if r["metric"] == "dice")
     assert dice["n_seeds"] == 1  # only the seed with both arms finished is paired
     assert (cfg.output / "results.md").is_file() and not (cfg.output / "runs" / runs[3].name).exists()
+    design = (cfg.output / "experiment.json").read_text()
+    only_real = run_experiment(dataclasses.replace(cfg, arms=["real"]))  # a subset of the arms, nothing written
+    assert {r["arm"] for r in only_real["runs"]} == {"real"} and (cfg.output / "experiment.json").read_text() == design
