@@ -88,11 +88,12 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
 
     def check_settings(self) -> None:
         self.synthesis = self.synthesis_settings()
+        self.mixes_synthetic = self.synthesis.largest_fraction > 0  # a schedule from 0 still mixes
 
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
         settings, foreground = self.synthesis, self.label_manager.foreground_labels[0]
-        if settings.largest_fraction <= 0:
+        if not self.mixes_synthetic:
             return dataset_tr, dataset_val
         try:
             return self._mix_in_synthetic_cases(dataset_tr, dataset_val, settings, foreground)
