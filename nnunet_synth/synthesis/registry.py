@@ -46,9 +46,9 @@ class BuildContext:
     max_fit_cases: int = 20
     log: Callable[[str], None] = field(default=print, repr=False)
 
-    def fit_case_ids(self) -> list[str]:
-        """The cases fitted renderers learn from (at most max_fit_cases, a seeded draw)."""
-        ids = self.cases.case_ids
+    def fit_case_ids(self, among: list[str] | None = None) -> list[str]:
+        """The cases fitted renderers learn from (at most max_fit_cases of ``among``, default all, a seeded draw)."""
+        ids = self.cases.case_ids if among is None else among
         if len(ids) <= self.max_fit_cases:
             return list(ids)
         return sorted(np.random.default_rng(self.seed).choice(ids, self.max_fit_cases, replace=False).tolist())
@@ -161,9 +161,7 @@ register_renderer("spade")(_translator("spade"))
 @register_painter("inpaint")
 def _lesion_contrast(ctx: BuildContext) -> tuple[LesionPainter, str]:
     # fitted on lesions: the draw takes the cases with a lesion (the lesion-free ones hold no contrast)
-    with_lesion = [c for c, seg, _ in ctx.cases.segmentations() if (seg == ctx.foreground_label).any()]
-    fit_ids = with_lesion if len(with_lesion) <= ctx.max_fit_cases else sorted(
-        np.random.default_rng(ctx.seed).choice(with_lesion, ctx.max_fit_cases, replace=False).tolist())
+    fit_ids = ctx.fit_case_ids([c for c, seg, _ in ctx.cases.segmentations() if (seg == ctx.foreground_label).any()])
 
     def fit_cases():
         for case in fit_ids:
