@@ -33,7 +33,8 @@ def write_case(case, pre, images: Path, labels: Path, labelmaps: Path, case_id: 
 
     for c in range(case.image.shape[0]):
         write_preprocessed_volume(case.image[c], pre, images / f"{case_id}_{c:04d}{ending}", np.float32)
-    write_preprocessed_volume(case.lesion, pre, labels / f"{case_id}{ending}", np.uint8)
+    # the segmentation, not just the lesion: an inpainted host keeps its ignore label and other classes
+    write_preprocessed_volume(np.clip(case.segmentation(), 0, None), pre, labels / f"{case_id}{ending}", np.uint8)
     write_preprocessed_volume(np.clip(case.labelmap, 0, None), pre, labelmaps / f"{case_id}{ending}", np.uint8)
 
 

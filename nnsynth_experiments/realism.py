@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def lesion_features(image: np.ndarray, lesion: np.ndarray, measured: np.ndarray, parenchyma: np.ndarray,
-                    min_voxels: int = 4) -> list[dict[str, list[float]]]:
+                    min_voxels: int = 4, sampling: tuple[float, ...] | None = None) -> list[dict[str, list[float]]]:
     """Contrast and edge gradient of each component of ``measured`` (all of ``lesion`` is kept out of the tissue)."""
     import cc3d
 
@@ -59,7 +59,7 @@ def lesion_features(image: np.ndarray, lesion: np.ndarray, measured: np.ndarray,
         component = labels == label_id
         if component.sum() < min_voxels:
             continue
-        m = measure_lesion(np.asarray(image, np.float32), component, lesion | component, parenchyma)
+        m = measure_lesion(np.asarray(image, np.float32), component, lesion | component, parenchyma, sampling)
         if m is not None:
             out.append({"contrast": m.core.tolist(), "edge_gradient": m.edge_gradient.tolist(), "voxels": m.voxels})
     return out
@@ -91,6 +91,7 @@ def run_realism(args: argparse.Namespace) -> int:
     from nnunet_synth.nnunet_io.folds import fold_case_ids
     from nnunet_synth.nnunet_io.preprocessed import open_preprocessed
     from nnunet_synth.nnunet_io.training_cases import TrainingCases
+    from nnunet_synth.renderers.lesion_contrast import voxel_sampling
     from nnunet_synth.synthesis.anatomy import AnatomyClasses
     from nnunet_synth.synthesis.builder import build_engine
     from nnunet_synth.synthesis.mosaic import channel_names, draw_mosaic
@@ -104,6 +105,7 @@ def run_realism(args: argparse.Namespace) -> int:
     if not val_ids:
         raise NNSynthError(f"fold {args.fold} has no validation cases to take real lesions from")
     anatomy = AnatomyClasses.from_dataset_json(pre.dataset_json)
+    sampling = voxel_sampling(pre.spacing)  # distances and gradients per finest voxel, as the painter's
     foreground = 1
     held_out = TrainingCases.of(pre, sorted(val_ids))
     real, real_panels = [], []
@@ -111,7 +113,7 @@ def run_realism(args: argparse.Namespace) -> int:
         image, seg = held_out.load(case)
         lesion = seg == foreground
         parenchyma = np.isin(held_out.labelmaps[case], anatomy.parenchyma)
-        real += lesion_features(image, lesion, lesion, parenchyma)
+        real += lesion_features(image, lesion, lesion, parenchyma, sampling=sampling)
         if lesion.any() and len(real_panels) < args.columns:
             real_panels.append((f"real {case}", image, lesion[None].astype(np.int8)))
     if not real:
@@ -131,7 +133,7 @@ def run_realism(args: argparse.Namespace) -> int:
         for _ in range(args.cases):
             case = engine.make_case(rng)
             parenchyma = np.isin(case.labelmap, anatomy.parenchyma)
-            synthetic += lesion_features(case.image, case.lesion, case.new_lesion, parenchyma)
+            synthetic += lesion_features(case.image, case.lesion, case.new_lesion, parenchyma, sampling=sampling)
             if case.new_lesion.any() and len(panels) < args.columns:
                 panels.append((f"{case.provenance['anatomy']} + {case.provenance['lesion_source']}", case.image,
                                case.new_lesion[None].astype(np.int8)))

@@ -167,3 +167,52 @@ def test_lesion_realism_report_and_inpainted_export(phantom_env, tmp_path):
 
         shutil.rmtree(raw, ignore_errors=True)
         shutil.rmtree(phantom_env["nnUNet_preprocessed"] / "Dataset905_PhantomSynth", ignore_errors=True)
+
+
+def test_inpainted_case_keeps_the_hosts_ignore_label():
+    """A host segmentation with nnU-Net's ignore label (here 2) keeps it; the new lesion is written on top."""
+    from nnunet_synth.synthesis.inpainting import InpaintingEngine
+
+    shape = (24, 24, 24)
+    labelmap = np.full(shape, 3, np.int16)
+    labelmap[:2] = -1
+    seg = np.where(labelmap < 0, -1, 0).astype(np.int16)
+    seg[20:, :, :] = 2  # unannotated slab: nnU-Net's ignore label
+    new_lesion = _ball(shape, (10, 12, 12), 3)
+
+    class Source:
+        def draw(self, host, brain, allowed, rng):
+            return new_lesion, "test lesion"
+
+    class AddOne:
+        num_channels = 1
+
+        def paint(self, image, labelmap, lesion, rng):
+            return image + lesion
+
+    classes = AnatomyClasses.from_dataset_json({})
+    engine = InpaintingEngine(labelmaps={"h": labelmap}, load_host=lambda c: (np.zeros((1, *shape), np.float32), seg),
+                              lesion_source=Source(), painter=AddOne(), classes=classes)
+    case = engine.make_case(np.random.default_rng(0))
+    nn = to_nnunet_case(case)
+    assert (nn.seg[0][20:] == 2).all() and (nn.seg[0][:2] == -1).all()
+    assert (nn.seg[0][new_lesion] == 1).all() and (nn.seg[0] == 1).sum() == new_lesion.sum()
+
+
+def test_lesion_edge_counts_millimetres_on_a_thick_slice_grid():
+    """On a 1 x 1 x 3 grid the soft edge spans the same millimetres along the thick axis as in-plane."""
+    from nnunet_synth.errors import NNSynthError
+    from nnunet_synth.renderers.lesion_contrast import voxel_sampling
+
+    sampling = voxel_sampling((1.5, 1.5, 4.5))
+    assert sampling == (1.0, 1.0, 3.0)
+    mask = np.zeros((21, 21, 9), bool)
+    mask[8:13, 8:13, 3:6] = True
+    sdist = signed_distance(mask, sampling)
+    assert sdist[6, 10, 4] == -2.0 and sdist[10, 10, 2] == -3.0  # one thick slice out is 3 finest voxels
+    model = LesionContrastModel(contrasts=[[1.0]], profile=[[0.0, 0.5, 1.0, 1.0, 1.0]], texture_sd=[0.0],
+                                sampling=sampling)
+    painted = model.apply(np.zeros((1, *mask.shape), np.float32), mask, model.get_parameters(np.random.default_rng(0)))
+    assert painted[0, 7, 10, 4] != 0.0 and painted[0, 10, 10, 2] == 0.0  # in-plane halo, none one slice out
+    with pytest.raises(NNSynthError, match="spacing"):
+        voxel_sampling((1.0, 0.0, 1.0))

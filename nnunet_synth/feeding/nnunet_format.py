@@ -29,9 +29,7 @@ class NNUNetCase:
 def to_nnunet_case(case: SyntheticCase, foreground_label: int = 1) -> NNUNetCase:
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 
-    seg = np.where(case.labelmap < 0, -1, 0).astype(np.int16)
-    seg[case.lesion] = foreground_label
-    seg = seg[None]
+    seg = case.segmentation(foreground_label)[None]
     class_locations = DefaultPreprocessor._sample_foreground_locations(
         seg, [foreground_label], seed=case.provenance["sample_seed"])
     properties = {"class_locations": class_locations,

@@ -33,10 +33,26 @@ PROFILE_DISTANCES = (-2, -1, 1, 2, 3)
 RING = (3, 6)  # the reference tissue: parenchyma 3 to 6 voxels outside the lesion
 
 
-def signed_distance(mask: np.ndarray) -> np.ndarray:
-    """Voxels from the edge: >= 1 inside (1 = edge voxel), <= -1 outside (-1 = touching the lesion)."""
-    inside = ndimage.distance_transform_edt(mask)
-    outside = ndimage.distance_transform_edt(~mask)
+Sampling = tuple[float, ...] | None  # voxel side per axis over the finest side (None: isotropic)
+
+
+def voxel_sampling(spacing: tuple[float, ...] | None) -> Sampling:
+    """Each axis's voxel side in units of the finest one: distances then count the finest voxels, so a lesion's
+    edge on a thick-slice grid (1.5 x 1.5 x 5 mm) fades over the same millimetres along every axis."""
+    if spacing is None:
+        return None
+    spacing = np.asarray(spacing, float)
+    if spacing.size == 0 or not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise NNSynthError(f"the grid spacing must be positive and finite, got {tuple(spacing.tolist())}")
+    return tuple(float(v) for v in spacing / spacing.min())
+
+
+def signed_distance(mask: np.ndarray, sampling: Sampling = None) -> np.ndarray:
+    """Distance from the edge (in finest voxels): >= 1 inside (1 = edge voxel), <= -1 outside (-1 = touching)."""
+    if sampling is not None and len(sampling) != mask.ndim:
+        raise NNSynthError(f"sampling {sampling} does not match a {mask.ndim}-D mask")
+    inside = ndimage.distance_transform_edt(mask, sampling=sampling)
+    outside = ndimage.distance_transform_edt(~mask, sampling=sampling)
     return np.where(mask, inside, -outside).astype(np.float32)
 
 
@@ -66,14 +82,16 @@ class LesionMeasurement:
 
 
 def measure_lesion(image: np.ndarray, component: np.ndarray, all_lesions: np.ndarray,
-                   parenchyma: np.ndarray) -> LesionMeasurement | None:
-    """Contrast of one lesion component against the parenchyma around it (None when no tissue is around)."""
+                   parenchyma: np.ndarray, sampling: Sampling = None) -> LesionMeasurement | None:
+    """Contrast of one lesion component against the parenchyma around it (None when no tissue is around).
+
+    ``sampling`` (see :func:`voxel_sampling`): distances and gradients count finest voxels."""
     idx = np.argwhere(component)
     lo, hi = np.maximum(idx.min(0) - RING[1] - 2, 0), np.minimum(idx.max(0) + RING[1] + 3, component.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     image, component, all_lesions, parenchyma = image[(slice(None), *box)], component[box], all_lesions[box], \
         parenchyma[box]
-    sdist = signed_distance(component)
+    sdist = signed_distance(component, sampling)
     ring = (sdist <= -RING[0]) & (sdist >= -RING[1]) & parenchyma & ~all_lesions
     if ring.sum() < 10:
         return None
@@ -88,11 +106,17 @@ def measure_lesion(image: np.ndarray, component: np.ndarray, all_lesions: np.nda
     lesion_sd = np.std(image[:, component] - np.median(image[:, component], axis=1, keepdims=True), axis=1)
     edge = (np.abs(sdist) <= 1.5) & (parenchyma | component)
     axes = tuple(a for a in range(component.ndim) if component.shape[a] > 1)  # a 2D case has a length-1 axis
-    gradient = np.stack([np.sqrt(sum(g ** 2 for g in np.atleast_1d(np.gradient(image[c], axis=axes))))
+    steps = [1.0 if sampling is None else sampling[a] for a in axes]  # per finest voxel along every axis
+    gradient = np.stack([np.sqrt(sum(g ** 2 for g in _as_list(np.gradient(image[c], *steps, axis=axes))))
                          if axes else np.zeros(component.shape) for c in range(image.shape[0])])
     return LesionMeasurement(core=core, by_distance=by_distance, lesion_sd=lesion_sd,
                              tissue_sd=np.std(image[:, ring], axis=1), voxels=int(component.sum()),
                              edge_gradient=gradient[:, edge].mean(axis=1))
+
+
+def _as_list(gradients) -> list[np.ndarray]:
+    """np.gradient returns one array for one axis and a tuple for several."""
+    return list(gradients) if isinstance(gradients, (list, tuple)) else [gradients]
 
 
 @dataclass
@@ -112,8 +136,10 @@ class LesionContrastModel:
     profile: np.ndarray  # (C, len(PROFILE_DISTANCES)) contrast relative to the core at each signed distance
     texture_sd: np.ndarray  # (C,) lesion spread beyond the tissue's, relative to |core contrast|
     jitter: float = 0.15  # log-normal spread of a drawn contrast around the fitted lesion's
+    sampling: Sampling = None  # the grid's voxel sides over the finest (profile distances count finest voxels)
 
     def __post_init__(self) -> None:
+        self.sampling = None if self.sampling is None else tuple(float(v) for v in self.sampling)
         self.contrasts = np.asarray(self.contrasts, np.float32).reshape(-1, np.asarray(self.profile).shape[0])
         self.profile = np.asarray(self.profile, np.float32)
         self.texture_sd = np.asarray(self.texture_sd, np.float32)
@@ -129,8 +155,9 @@ class LesionContrastModel:
 
     @classmethod
     def fit(cls, cases: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], min_voxels: int = 4,
-            jitter: float = 0.15) -> LesionContrastModel:
-        """From (image (C, *S), lesion mask, parenchyma mask) of the fold's training cases."""
+            jitter: float = 0.15, sampling: Sampling = None) -> LesionContrastModel:
+        """From (image (C, *S), lesion mask, parenchyma mask) of the fold's training cases on one grid
+        (``sampling``: its voxel sides over the finest, :func:`voxel_sampling`)."""
         found: list[LesionMeasurement] = []
         for image, lesion, parenchyma in cases:
             lesion = np.asarray(lesion, bool)
@@ -141,7 +168,8 @@ class LesionContrastModel:
                 component = labels == label_id
                 if component.sum() < min_voxels:
                     continue
-                m = measure_lesion(np.asarray(image, np.float32), component, lesion, np.asarray(parenchyma, bool))
+                m = measure_lesion(np.asarray(image, np.float32), component, lesion, np.asarray(parenchyma, bool),
+                                   sampling)
                 if m is not None:
                     found.append(m)
         if not found:
@@ -165,7 +193,8 @@ class LesionContrastModel:
         extra = np.stack([np.sqrt(np.maximum(m.lesion_sd ** 2 - m.tissue_sd ** 2, 0.0)) for m in found])
         scale = np.maximum(np.abs(contrasts), 0.25)
         texture_sd = np.average(extra / scale, axis=0, weights=weights)
-        return cls(contrasts=contrasts, profile=profile, texture_sd=np.minimum(texture_sd, 1.0), jitter=jitter)
+        return cls(contrasts=contrasts, profile=profile, texture_sd=np.minimum(texture_sd, 1.0), jitter=jitter,
+                   sampling=sampling)
 
     # ---- drawing and applying --------------------------------------------------------------------
     def get_parameters(self, rng: np.random.Generator) -> PaintParameters:
@@ -193,10 +222,11 @@ class LesionContrastModel:
         hi = np.minimum(np.argwhere(lesion).max(0) + margin + 1, lesion.shape)
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         sub = lesion[box]
-        sdist = signed_distance(sub)
+        sdist = signed_distance(sub, self.sampling)
         weight = self.weight(sdist)
+        sigma = 1.0 if self.sampling is None else tuple(1.0 / v for v in self.sampling)  # 1 finest voxel
         texture = ndimage.gaussian_filter(np.random.default_rng(params.texture_seed).standard_normal(sub.shape)
-                                          .astype(np.float32), 1.0)
+                                          .astype(np.float32), sigma)
         texture /= max(float(texture.std()), 1e-6)
         inside = np.clip(sdist, 0, 2) / 2  # the texture fades in from the edge
         for c in range(self.num_channels):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_synth.renderers.lesion_contrast import signed_distance
+from nnunet_synth.renderers.lesion_contrast import Sampling, signed_distance
 from nnunet_synth.renderers.translator import TranslatorRenderer
 
 
@@ -25,6 +25,7 @@ class TranslatorLesionPainter:
     lesion_value: int  # the lesion class of the label maps
     margin: float = 3.0  # voxels outside the lesion over which the difference fades to 0
     context: int = 16  # voxels of label map around the lesion the translator sees
+    sampling: Sampling = None  # voxel sides over the finest (the margin counts finest voxels), voxel_sampling
 
     @property
     def num_channels(self) -> int:
@@ -52,7 +53,7 @@ class TranslatorLesionPainter:
         if not lesion.any():
             return out
         box, diff = self.difference(labelmap, lesion, int(rng.integers(2**31)))
-        sdist = signed_distance(lesion[box])
+        sdist = signed_distance(lesion[box], self.sampling)
         weight = np.clip(1.0 + np.minimum(sdist, 0.0) / self.margin, 0.0, 1.0)  # 1 inside, 0 beyond the margin
         inside_crop = labelmap[box] >= 0
         out[(slice(None), *box)] += diff * (weight * inside_crop)[None]

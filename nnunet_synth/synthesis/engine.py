@@ -47,11 +47,23 @@ class SyntheticCase:
     labelmap: np.ndarray  # (*shape) int16 anatomical map with the lesion class, -1 outside the crop mask
     provenance: dict[str, Any]  # host anatomy, lesion source, and a seed for downstream sampling
     painted: np.ndarray | None = None  # (*shape) bool, the new lesion only (None: all of ``lesion`` is new)
+    seg: np.ndarray | None = None  # (*shape) int16 host segmentation with the new lesion (inpainting), see below
 
     @property
     def new_lesion(self) -> np.ndarray:
         """The generated lesion (for an inpainted case without the host's own)."""
         return self.lesion if self.painted is None else self.painted
+
+    def segmentation(self, foreground_label: int = 1) -> np.ndarray:
+        """nnU-Net's segmentation (*shape) int16: -1 outside the crop mask, 0 background, the lesion label.
+
+        An inpainted case keeps its real host's segmentation as nnU-Net loaded it (an ignore label, other
+        classes) with the new lesion written in; a whole-scan case builds it from the lesion and label map."""
+        if self.seg is not None:
+            return np.array(self.seg, np.int16, copy=True)
+        seg = np.where(self.labelmap < 0, -1, 0).astype(np.int16)
+        seg[self.lesion] = foreground_label
+        return seg
 
 
 @dataclass

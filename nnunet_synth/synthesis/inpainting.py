@@ -72,6 +72,9 @@ class InpaintingEngine:
         painted[:, keep] = image[:, keep]
         out_map = labelmap.copy()
         out_map[new] = self.classes.lesion
+        out_seg = np.array(seg, np.int16, copy=True)  # the host's own labels (an ignore label too) stay
+        out_seg[new] = self.foreground_label
         provenance = {"anatomy": host, "lesion_source": lesion_source, "host": "real image",
                       "sample_seed": int(rng.integers(2**31))}
-        return SyntheticCase(image=painted, lesion=own | new, labelmap=out_map, provenance=provenance, painted=new)
+        return SyntheticCase(image=painted, lesion=own | new, labelmap=out_map, provenance=provenance, painted=new,
+                             seg=out_seg)

@@ -23,7 +23,7 @@ from nnunet_synth.lesions.maskgan import MaskGANLesionSource
 from nnunet_synth.lesions.real import RealLesionSource
 from nnunet_synth.nnunet_io.training_cases import TrainingCases
 from nnunet_synth.renderers.gaussian_mixture import GaussianMixtureRenderer
-from nnunet_synth.renderers.lesion_contrast import LesionContrastModel
+from nnunet_synth.renderers.lesion_contrast import LesionContrastModel, voxel_sampling
 from nnunet_synth.renderers.randomized import RandomizedRenderer
 from nnunet_synth.renderers.translator import TranslatorRenderer
 from nnunet_synth.renderers.translator_inpaint import TranslatorLesionPainter
@@ -168,7 +168,7 @@ def _lesion_contrast(ctx: BuildContext) -> tuple[LesionPainter, str]:
             image, seg = ctx.cases.load(case)
             yield image, seg == ctx.foreground_label, np.isin(ctx.cases.labelmaps[case], ctx.parenchyma)
 
-    model = LesionContrastModel.fit(fit_cases())
+    model = LesionContrastModel.fit(fit_cases(), sampling=voxel_sampling(ctx.cases.pre.spacing))
     return model, f"{model.describe()} of {len(fit_ids)} cases, painted into real hosts"
 
 
@@ -176,7 +176,8 @@ def _translator_painter(kind: str) -> PainterFactory:
     def build(ctx: BuildContext) -> tuple[LesionPainter, str]:
         path, fingerprint = ctx.checkpoint(kind)
         painter = TranslatorLesionPainter(
-            TranslatorRenderer.from_checkpoint(path, fingerprint=fingerprint, device=ctx.device), ctx.classes.lesion)
+            TranslatorRenderer.from_checkpoint(path, fingerprint=fingerprint, device=ctx.device), ctx.classes.lesion,
+            sampling=voxel_sampling(ctx.cases.pre.spacing))
         return painter, f"{painter.describe()} ({path})"
     return build
 
