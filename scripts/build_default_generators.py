@@ -60,6 +60,10 @@ def main() -> None:
     ap.add_argument("--translator-max-filters", type=int, default=128)
     ap.add_argument("--crop", default="48")
     ap.add_argument("--disc-filters", default="16,32,64,128", help="PatchGAN filters (4 layers fit a 48 crop)")
+    ap.add_argument("--upsampling", choices=("transpose", "trilinear"), default="trilinear",
+                    help="pix2pix decoder (default trilinear + conv: no checkerboard, see the model card)")
+    ap.add_argument("--kinds", nargs="+", choices=tuple(FILES), default=list(FILES),
+                    help="generators to rebuild (the others' weights and cards stay as they are)")
     args = ap.parse_args()
     work = args.work.resolve()
     env = nnunet_environment(work)
@@ -89,7 +93,9 @@ def main() -> None:
             ("maskgan", ["nnsynth", "train-maskgan"], args.maskgan_steps),
             ("pix2pix", ["nnsynth", "train-translator", "--arch", "pix2pix", "--filters", args.translator_filters,
                          "--max-filters", args.translator_max_filters, "--crop", args.crop, "--disc-filters",
-                         args.disc_filters], args.translator_steps)):
+                         args.disc_filters, "--upsampling", args.upsampling], args.translator_steps)):
+        if kind not in args.kinds:
+            continue
         final, latest = gen / f"{kind}_fold0.pt", gen / f"{kind}_fold0_latest.pt"
         if final.is_file() and load_checkpoint(final).step >= steps:
             continue
@@ -99,14 +105,16 @@ def main() -> None:
                               "--save-every", steps, "--no-progress", *resume])
         timings[kind] = round(time.perf_counter() - t0)
     reports = work / "reports"
-    run("mask GAN report", ["nnsynth", "maskgan-report", "-d", DATASET_ID, "--fold", 0, "--n", 200,
-                            "-o", reports / "maskgan"])
-    run("translator report", ["nnsynth", "translator-report", "-d", DATASET_ID, "--fold", 0, "--checkpoint",
-                              gen / "pix2pix_fold0.pt", "-o", reports / "pix2pix"])
-    sizes = {kind: strip(gen / f"{kind}_fold0.pt", DEFAULTS_DIR / FILES[kind]) for kind in FILES}
+    if "maskgan" in args.kinds:
+        run("mask GAN report", ["nnsynth", "maskgan-report", "-d", DATASET_ID, "--fold", 0, "--n", 200,
+                                "-o", reports / "maskgan"])
+    if "pix2pix" in args.kinds:
+        run("translator report", ["nnsynth", "translator-report", "-d", DATASET_ID, "--fold", 0, "--checkpoint",
+                                  gen / "pix2pix_fold0.pt", "-o", reports / "pix2pix"])
+    sizes = {kind: strip(gen / f"{kind}_fold0.pt", DEFAULTS_DIR / FILES[kind]) for kind in args.kinds}
     history = successful_commands(work / "build.log")
     setup = [c for c, _ in history if c.startswith(("nnsynth demo-cohort", "nnUNetv2_plan_and_preprocess"))][:2]
-    for kind in FILES:
+    for kind in args.kinds:
         trained = [(c, t) for c, t in history
                    if c.startswith("nnsynth train-maskgan" if kind == "maskgan" else "nnsynth train-translator")]
         timings[kind] = round(sum(t for _, t in trained))

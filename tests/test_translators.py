@@ -216,7 +216,24 @@ def test_cli_train_continue_and_report(results: Path, tmp_path: Path):
     assert rep["case_ids"] == val
     for res in rep["renderers"].values():
         s = res["summary"]
-        assert all(len(s[k]["mean"]) == 2 for k in ("mae", "psnr", "ssim", "variety"))
+        assert all(len(s[k]["mean"]) == 2 for k in ("mae", "psnr", "ssim", "variety", "checkerboard"))
         assert {"gray_matter", "white_matter"} <= set(s["class_error"])
     assert rep["renderers"]["pix2pix"]["summary"]["variety"]["mean"] == [0.0, 0.0]
     assert (out / "side_by_side.png").stat().st_size > 0 and "| pix2pix |" in (out / "report.md").read_text()
+
+
+def test_period2_share_finds_a_checkerboard():
+    """A stride-2 artefact raises the period-2 power share; a smooth scan keeps it low."""
+    from scipy import ndimage
+
+    from nnsynth_gan.translator.report import period2_share
+
+    rng = np.random.default_rng(0)
+    smooth = ndimage.gaussian_filter(rng.standard_normal((32, 32, 32)), 2.0)
+    grid = np.indices(smooth.shape).sum(0) % 2 * 2.0 - 1.0  # +-1 alternating along every axis
+    brain = np.zeros(smooth.shape, bool)
+    brain[2:30, 3:29, 4:28] = True
+    clean = period2_share(smooth, brain)
+    board = period2_share(smooth + 0.05 * smooth.std() * grid, brain)
+    assert clean < 0.1 and board > 10 * clean
+    assert np.isnan(period2_share(smooth, np.zeros_like(brain)))

@@ -11,7 +11,10 @@ compared with the real preprocessed images, voxel for voxel, in nnU-Net's normal
 * lesion-to-healthy-tissue contrast (mean lesion - mean parenchyma, normalized units) of real and
   generated images on the validation cases with a lesion;
 * sample variety: mean |difference| in the brain between two renders of one label map with different
-  seeds (0 for a deterministic renderer).
+  seeds (0 for a deterministic renderer);
+* checkerboard: the power at the period-2 frequency (what stride-2 transposed convolutions leave) as a
+  share of the upper half of the spectrum, along each axis of the brain's box, generated over real
+  (1 = as much as in the real scan).
 
 A translator cannot be judged on a case it trained on, so a checkpoint whose training cases overlap the
 report's cases is refused.
@@ -110,6 +113,31 @@ def image_metrics(real: np.ndarray, generated: np.ndarray, brain: np.ndarray) ->
     return out
 
 
+def period2_share(image: np.ndarray, brain: np.ndarray) -> float:
+    """Power at the period-2 (Nyquist) frequency over the mean power of the upper half of the frequencies,
+    averaged over the axes of the brain's bounding box that are at least 8 voxels long (NaN if none is)."""
+    idx = np.argwhere(brain)
+    if len(idx) == 0:
+        return float("nan")
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+    x = np.asarray(image, np.float64)[box]
+    x = x - x.mean()
+    shares = []
+    for axis, n in enumerate(x.shape):
+        if n < 8:
+            continue
+        even = np.take(x, np.arange(n - n % 2), axis=axis)
+        shape = [1] * x.ndim
+        shape[axis] = even.shape[axis]
+        window = np.hanning(even.shape[axis]).reshape(shape)  # the box's edges would leak into every frequency
+        power = np.abs(np.fft.rfft(even * window, axis=axis)) ** 2
+        power = power.mean(axis=tuple(a for a in range(x.ndim) if a != axis))  # the spectrum along this axis
+        upper = power[len(power) // 2:].mean()
+        if upper > 0:
+            shares.append(power[-1] / upper)
+    return float(np.mean(shares)) if shares else float("nan")
+
+
 def class_means(image: np.ndarray, labelmap: np.ndarray, labels: dict[str, int]) -> dict[str, list[float]]:
     return {name: image[:, labelmap == k].mean(axis=1).tolist() for name, k in labels.items()
             if (labelmap == k).any()}
@@ -147,6 +175,8 @@ def evaluate_renderer(renderer: Any, cases: Sequence[Any], labels: dict[str, int
             brain = case.labelmap >= 0
         m = image_metrics(case.image, gen, brain)
         m["variety"] = [float(np.abs(gen[c][brain] - again[c][brain]).mean()) for c in range(gen.shape[0])]
+        m["checkerboard"] = [period2_share(gen[c], brain) / max(period2_share(case.image[c], brain), 1e-12)
+                             for c in range(gen.shape[0])]
         real_means, gen_means = class_means(case.image, case.labelmap, labels), class_means(gen, case.labelmap, labels)
         for name in real_means:
             class_err.setdefault(name, []).append([g - r for g, r in zip(gen_means[name], real_means[name])])
@@ -158,7 +188,8 @@ def evaluate_renderer(renderer: Any, cases: Sequence[Any], labels: dict[str, int
             m["lesion_contrast"] = {"real": cr, "generated": cg}
         per_case.append({"case_id": case.case_id, **m})
         renders.append(gen)
-    summary: dict[str, Any] = {k: _mean_sd([c[k] for c in per_case]) for k in ("mae", "psnr", "ssim", "variety")}
+    summary: dict[str, Any] = {k: _mean_sd([c[k] for c in per_case]) for k in
+                               ("mae", "psnr", "ssim", "variety", "checkerboard")}
     summary["class_error"] = {
         name: {"signed": np.mean(errs, axis=0).tolist(), "absolute": np.mean(np.abs(errs), axis=0).tolist(),
                "cases": len(errs)} for name, errs in class_err.items()}
@@ -182,17 +213,20 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['n_cases']} held-out (validation) cases, {report['n_lesion_cases']} with a lesion; "
              f"channels {chs}; values per channel ({chs}), in nnU-Net's normalized units. Metrics over the "
              "brain (label map > background), mean +/- sd over cases.", "",
-             "| renderer | MAE | PSNR (dB) | SSIM | lesion contrast gen (real) | variety | s/case |",
-             "|---|---|---|---|---|---|---|"]
+             "| renderer | MAE | PSNR (dB) | SSIM | lesion contrast gen (real) | variety | checkerboard | s/case |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, res in report["renderers"].items():
         s = res["summary"]
         lc = s.get("lesion_contrast")
         contrast = f"{_fmt(lc['generated'], 2)} ({_fmt(lc['real'], 2)})" if lc else "n/a"
         cells = [" / ".join(f"{m:.3g}±{d:.2g}" for m, d in zip(s[k]["mean"], s[k]["sd"])) for k in
                  ("mae", "psnr", "ssim")]
-        lines.append(f"| {name} | {' | '.join(cells)} | {contrast} | {_fmt(s['variety']['mean'], 2)} | "
+        board = _fmt(s["checkerboard"]["mean"], 2) if "checkerboard" in s else "n/a"  # reports before the metric
+        lines.append(f"| {name} | {' | '.join(cells)} | {contrast} | {_fmt(s['variety']['mean'], 2)} | {board} | "
                      f"{s['seconds_per_case']:.2f} |")
-    lines += ["", "## Mean intensity error per tissue class (generated - real; signed, absolute in brackets)", ""]
+    lines += ["", "Checkerboard: period-2 power share of the generated image over the real one's, per channel "
+              "(1 = as in the real scan; transposed convolutions raise it).", "",
+              "## Mean intensity error per tissue class (generated - real; signed, absolute in brackets)", ""]
     classes = list(report["classes"])
     lines += ["| renderer | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     for name, res in report["renderers"].items():
