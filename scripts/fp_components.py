@@ -7,8 +7,8 @@ finished run of ``nnsynth experiment`` whose predictions are still on disk:
     python scripts/fp_components.py docs/experiment_evidence --labels $nnUNet_raw/Dataset992_NNSynthEvidence/labelsTs
 
 A predicted component (26-connectivity) is a false positive when it touches no reference lesion voxel.
-Prints a table per arm (mean over its runs) and writes ``fp_components.md`` and ``.json`` next to the
-report.
+Prints a table per arm (mean over its runs) and writes ``fp_components_<predictions>.md`` and ``.json``
+next to the report. Label files are read and checked as ``nnsynth evaluate`` reads them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import statistics
 from pathlib import Path
 
 import cc3d
-import nibabel as nib
 import numpy as np
 
+from nnunet_synth.evaluation.metrics import check_same_grid, read_label_volume
 from nnunet_synth.nnunet_io.atomic import write_json_atomic, write_text_atomic
 
 
@@ -35,14 +35,16 @@ def false_positive_sizes(prediction: np.ndarray, reference: np.ndarray) -> list[
     return [int(counts[i]) for i in range(1, len(counts)) if i not in touched]
 
 
-def run_figures(predictions: Path, labels: Path, voxel_ml: float) -> dict:
-    sizes, cases = [], 0
+def run_figures(predictions: Path, labels: Path) -> dict:
+    sizes, cases, voxel_ml = [], 0, 0.0
     for pred_file in sorted(predictions.glob("*.nii.gz")):
         ref_file = labels / pred_file.name
         if not ref_file.is_file():
             raise SystemExit(f"{pred_file}: no reference {ref_file}")
-        sizes += false_positive_sizes(np.asarray(nib.load(pred_file).dataobj) > 0,
-                                      np.asarray(nib.load(ref_file).dataobj) > 0)
+        pred, ref = read_label_volume(pred_file, "prediction"), read_label_volume(ref_file, "reference")
+        check_same_grid(ref, pred)
+        sizes += false_positive_sizes(pred.data > 0, ref.data > 0)
+        voxel_ml = float(np.prod(pred.zooms)) / 1000.0
         cases += 1
     arr = np.array(sizes, float)
     return {"cases": cases, "fp_per_case": len(sizes) / max(cases, 1),
@@ -61,12 +63,10 @@ def main() -> int:
     for result_file in sorted((args.experiment / "runs").glob("*/result.json")):
         result = json.loads(result_file.read_text())
         pred = result_file.parent / args.predictions
-        files = sorted(pred.glob("*.nii.gz"))
-        if not files:
+        if not any(pred.glob("*.nii.gz")):
             continue
-        zooms = nib.load(files[0]).header.get_zooms()[:3]
         per_run[result["name"]] = {"arm": result["arm"], "n_real": result["n_real"], "seed": result["seed"],
-                                   **run_figures(pred, args.labels, float(np.prod(zooms)) / 1000.0)}
+                                   **run_figures(pred, args.labels)}
     if not per_run:
         raise SystemExit(f"no finished run with predictions under {args.experiment / 'runs'}")
     lines = [f"# False-positive lesions per arm ({args.predictions})", "",

@@ -37,6 +37,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 
 from nnsynth_gan.plots import save_figure  # noqa: E402
 from nnunet_synth.errors import NNSynthError  # noqa: E402
+from nnunet_synth.lesions.geometry import bbox  # noqa: E402
 from nnunet_synth.nnunet_io.atomic import write_json_atomic
 
 SSIM_WINDOW = 7
@@ -116,10 +117,10 @@ def image_metrics(real: np.ndarray, generated: np.ndarray, brain: np.ndarray) ->
 def period2_share(image: np.ndarray, brain: np.ndarray) -> float:
     """Power at the period-2 (Nyquist) frequency over the mean power of the upper half of the frequencies,
     averaged over the axes of the brain's bounding box that are at least 8 voxels long (NaN if none is)."""
-    idx = np.argwhere(brain)
-    if len(idx) == 0:
+    corners = bbox(brain)
+    if corners is None:
         return float("nan")
-    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(*corners))
     x = np.asarray(image, np.float64)[box]
     x = x - x.mean()
     shares = []

@@ -53,6 +53,11 @@ class BuildContext:
             return list(ids)
         return sorted(np.random.default_rng(self.seed).choice(ids, self.max_fit_cases, replace=False).tolist())
 
+    @property
+    def sampling(self) -> tuple[float, ...] | None:
+        """The preprocessed grid's voxel sides over the finest (what lesion painters measure distances in)."""
+        return voxel_sampling(self.cases.pre.spacing)
+
     def checkpoint(self, kind: str):
         """(path, fingerprint) of the fold's learned generator of ``kind`` (or the embedded default)."""
         from nnunet_synth.generators.lookup import checkpoint_for_fold
@@ -168,7 +173,7 @@ def _lesion_contrast(ctx: BuildContext) -> tuple[LesionPainter, str]:
             image, seg = ctx.cases.load(case)
             yield image, seg == ctx.foreground_label, np.isin(ctx.cases.labelmaps[case], ctx.parenchyma)
 
-    model = LesionContrastModel.fit(fit_cases(), sampling=voxel_sampling(ctx.cases.pre.spacing))
+    model = LesionContrastModel.fit(fit_cases(), sampling=ctx.sampling)
     return model, f"{model.describe()} of {len(fit_ids)} cases, painted into real hosts"
 
 
@@ -177,7 +182,7 @@ def _translator_painter(kind: str) -> PainterFactory:
         path, fingerprint = ctx.checkpoint(kind)
         painter = TranslatorLesionPainter(
             TranslatorRenderer.from_checkpoint(path, fingerprint=fingerprint, device=ctx.device), ctx.classes.lesion,
-            sampling=voxel_sampling(ctx.cases.pre.spacing))
+            sampling=ctx.sampling)
         return painter, f"{painter.describe()} ({path})"
     return build
 
