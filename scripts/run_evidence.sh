@@ -6,6 +6,8 @@
 #
 #   bash scripts/run_evidence.sh                                   # 10 real cases, 5 seeds, real vs synth
 #   SIZES="10 20 all" SEEDS=5 ARMS="real synth nnUNetTrainerSynthInpaint" bash scripts/run_evidence.sh
+#   EPOCHS=120 OUT=docs/experiment_protocol/epochs120 ARMS="real nnUNetTrainerSynthInpaint" SEEDS=3 \
+#     bash scripts/run_evidence.sh                                 # a protocol candidate: a longer budget
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${NNSYNTH_EVIDENCE_WORK:-$REPO/evidence_work}"
@@ -24,4 +26,5 @@ fi
 export nnUNet_n_proc_DA=0
 # shellcheck disable=SC2086
 nnsynth experiment -d $ID --real-cases ${SIZES:-10} --seeds "${SEEDS:-5}" --arms ${ARMS:-real synth} \
-  --extra-test "$RAW/test_scanner-b" "$RAW/test_thick-slice" -o "$REPO/docs/experiment_evidence" -j 2
+  --extra-test "$RAW/test_scanner-b" "$RAW/test_thick-slice" -o "$REPO/${OUT:-docs/experiment_evidence}" -j 2 \
+  ${EPOCHS:+--epochs "$EPOCHS"} ${ITERATIONS:+--iterations "$ITERATIONS"}
