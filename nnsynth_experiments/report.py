@@ -161,6 +161,37 @@ def headline(rows: list[dict]) -> str:
     return "; ".join(parts) + "."
 
 
+def failed_runs(results: list[dict]) -> list[dict]:
+    """Runs that never learned the lesions: on the in-domain test set, which holds lesions, no predicted voxel
+    overlaps any reference lesion (nnU-Net's foreground Dice 0) or nothing is predicted at all.
+
+    A paired difference against such a run measures the failure, not the arm; the report names these runs and
+    repeats the Dice comparison without their seeds (the failure can hit the reference as well as an arm).
+    """
+    return [r for r in results if (r.get("gt_volume_ml") or 0) > 0
+            and (r.get("dice_nnunet") == 0 or r.get("pred_volume_ml") == 0)]
+
+
+def without_failed_seeds(results: list[dict]) -> list[dict]:
+    """The results minus every run of a (real cases, seed) pair in which any arm failed (``failed_runs``)."""
+    dropped = {(r["n_real"], r["seed"]) for r in failed_runs(results)}
+    return [r for r in results if (r["n_real"], r["seed"]) not in dropped]
+
+
+def failed_runs_markdown(results: list[dict], per_case: dict[str, dict[str, dict]], reference: str) -> str:
+    """The report's section on runs that never learned, with the in-domain Dice comparison without their seeds;
+    empty when every run learned."""
+    failed = failed_runs(results)
+    if not failed:
+        return ""
+    names = ", ".join(f"`{r['name']}`" for r in failed)
+    rows = [r for r in paired_rows(without_failed_seeds(results), per_case, reference) if r["metric"] == "dice"]
+    body = (f"## Runs that never learned the lesions\n\n{len(failed)} run(s) predicted no voxel of any reference "
+            f"lesion on the in-domain test set: {names}. Their seeds' paired differences compare against a failed "
+            "run. In-domain Dice without those seeds:\n\n")
+    return body + (paired_markdown(rows) if rows else "(no paired seed left)")
+
+
 SIZE_STRATA = (("< 1 ml", 0.0, 1.0), ("1-10 ml", 1.0, 10.0), ("> 10 ml", 10.0, math.inf))
 
 

@@ -41,6 +41,8 @@ from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
 from nnsynth_experiments.report import (
     aggregate,
     csv_text,
+    failed_runs,
+    failed_runs_markdown,
     headline,
     markdown_table,
     paired_markdown,
@@ -400,20 +402,27 @@ class ExperimentRunner:
                 if metrics_file.is_file():
                     per_case[r["name"]] = json.loads(metrics_file.read_text())["per_case"]
             blocks[name] = (paired_rows(results, per_case, reference), stratified_rows(results, per_case))
+            if name == "in-domain":
+                failed_section = failed_runs_markdown(results, per_case, reference)
         paired = blocks["in-domain"][0]
         verdict = headline(paired)
+        failed = [r["name"] for r in failed_runs(results)]
+        warning = (f"Warning: {len(failed)} run(s) never learned the lesions ({', '.join(failed)}); see 'Runs that "
+                   "never learned the lesions' below.\n\n" if failed else "")
         prof = self.prof
         budget = (f"profile {prof.name}: plans {prof.plans}, {prof.epochs} epochs x {prof.iterations} iterations"
                   + (f", patch {prof.patch}^3" if prof.shrink else "") + f", generators {self.cfg.generators}")
         n_test = len(json.loads((self.out / "experiment.json").read_text())["test_set"]["cases"])
         write_text_atomic(self.out / "results.md",
-            f"# nnsynth experiment on {self.raw.name}\n\n**{verdict}**\n\n{budget}; {n_test} held-out test cases. "
+            f"# nnsynth experiment on {self.raw.name}\n\n**{verdict}**\n\n{warning}{budget}; {n_test} held-out test "
+            "cases. "
             f"Paired differences to the {reference} arm (same subsample per seed, same test cases): 95% CI from a "
             "hierarchical bootstrap (seeds, then test cases), p from a paired t-test over the seeds' mean "
             "differences; training sd = sd of the per-seed mean differences, test sd = bootstrap sd over test "
             f"cases.\n\n" + "\n\n".join(f"## {name}\n\n**{headline(rows)}**\n\n{paired_markdown(rows)}\n\n"
                                           f"By reference lesion volume:\n\n{stratified_markdown(strata)}"
                                           for name, (rows, strata) in blocks.items())
+            + (f"\n\n{failed_section}" if failed_section else "")
             + "\n\n## Per arm (in-domain)\n\nMean +/- sd over seeds (subsamples); Dice (ISLES): "
             "nnsynth evaluate, 1.0 for two empty masks; Dice (nnU-Net): nnUNetv2_evaluate_folder's foreground "
             f"mean (both-empty cases left out).\n\n{table}\n\n![Dice vs real cases](dice_vs_real_cases.png)\n")
@@ -421,6 +430,7 @@ class ExperimentRunner:
         write_text_atomic(self.out / "runs.csv", runs_csv_text(results))
         plot_dice(rows, self.out / "dice_vs_real_cases.png", f"{self.raw.name}, {budget}")
         summary = {"output": str(self.out), "rows": rows, "paired": paired, "verdict": verdict, "runs": results,
+                   "failed_runs": failed,
                    "test_sets": {name: {"paired": rows_, "by_lesion_size": strata}
                                  for name, (rows_, strata) in blocks.items()},
                    "table_markdown": table, "paired_markdown": paired_markdown(paired)}

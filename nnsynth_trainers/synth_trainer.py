@@ -33,28 +33,6 @@ def fold_seed(fold: int | str) -> int:
     return int(fold) if str(fold).isdigit() else zlib.crc32(str(fold).encode())
 
 
-def logged_values(logger, key: str) -> list:
-    """Every epoch's value of ``key`` from nnU-Net's logger (MetaLogger since 2.7, nnUNetLogger before)."""
-    if hasattr(logger, "get_value"):
-        return list(logger.get_value(key, None))
-    return list(logger.my_fantastic_logging[key])
-
-
-def stalled_learning(log: dict, epochs: int) -> str | None:
-    """A warning when the real validation pseudo-Dice was 0 for the last ``epochs`` epochs (after a warm-up of as
-    many) while the training loss fell: the network learns the synthetic cases and not the real lesions (seen at
-    20 real cases with a fixed 50% share)."""
-    dice, losses = log.get("mean_fg_dice", []), log.get("train_losses", [])
-    if len(dice) < 2 * epochs or len(losses) < 2 * epochs:  # the first ``epochs`` are warm-up: Dice 0 is normal
-        return None
-    recent, loss = dice[-epochs:], losses[-epochs:]
-    if all(d == 0 or d != d for d in recent) and loss[-1] < loss[0]:
-        return (f"pseudo-Dice on the real validation cases has been 0 for {epochs} epochs while the training loss "
-                f"fell from {loss[0]:.3f} to {loss[-1]:.3f}: the network may be learning only the synthetic cases; "
-                "try a lower or decaying synthetic fraction (nnUNetTrainerSynth_decay, NNSYNTH_SCHEDULE)")
-    return None
-
-
 class nnUNetSynthDataLoader(nnUNetDataLoader):
     """nnU-Net's loader, drawing each batch's keys with the exact synthetic share of a SynthMixDataset."""
 
@@ -75,7 +53,6 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
     pool_uses: int = 4
     synth_schedule: str = "constant"  # or "linear" / "cosine" decay from synth_fraction to synth_fraction_end
     synth_fraction_end: float | None = None  # None: synth_fraction
-    stall_epochs: int = 20  # warn when real validation pseudo-Dice stays 0 this long while the loss falls
 
     @classmethod
     def synthesis_settings(cls) -> SynthesisSettings:
@@ -169,26 +146,6 @@ class nnUNetTrainerSynth(nnUNetTrainerBudget):
             self.print_to_log_file(f"nnsynth: synthetic fraction this epoch: {dataset.fraction:.3f} "
                                    f"({self.synthesis.schedule} schedule)")
         super().on_train_epoch_start()
-
-    def on_epoch_end(self):
-        super().on_epoch_end()
-        self.logged_stall_warning()
-
-    def logged_stall_warning(self) -> str | None:
-        """Write the stalled-learning warning into the training log once (see ``stalled_learning``)."""
-        if getattr(self, "_stall_warned", False):
-            return None
-        try:
-            log = {key: logged_values(self.logger, key) for key in ("mean_fg_dice", "train_losses")}
-        except Exception as exc:  # the guard must never stop a training
-            self._stall_warned = True
-            self.print_to_log_file(f"nnsynth: stalled-learning check unavailable ({type(exc).__name__}: {exc})")
-            return None
-        warning = stalled_learning(log, self.stall_epochs)
-        if warning:
-            self._stall_warned = True
-            self.print_to_log_file(f"nnsynth WARNING: {warning}")
-        return warning
 
     def on_train_end(self):
         supply = getattr(self, "synth_supply", None)

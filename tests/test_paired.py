@@ -85,3 +85,28 @@ def test_stratified_rows_by_lesion_size_and_false_positives_on_lesion_free_cases
     assert by["< 1 ml"]["dice"] == 0.2 and by["> 10 ml"]["lesion_f1"] == 1.0
     assert by["lesion-free"]["fp_volume_ml"] == 1.5 and by["lesion-free"]["fp_case_share"] == 0.5
     assert "| 10 | real | none | 2 | | | 1.50 | 50% |" in stratified_markdown(rows)
+
+
+def test_a_run_that_never_learned_is_named_and_its_seed_left_out_of_the_second_comparison():
+    """The evidence experiment's real-only seed 3 predicted nothing; a failed reference must not pass for a gain."""
+    from nnsynth_experiments.report import failed_runs, failed_runs_markdown, without_failed_seeds
+
+    ref, arm = _scores(0.5, 0.0, seeds=3)
+    results, per_case = [], {}
+    for s in range(3):
+        for name, side in (("real", ref), ("synth", arm)):
+            run = f"n010_seed{s}_{name}"
+            failed = name == "real" and s == 2
+            results.append({"name": run, "n_real": 10, "seed": s, "arm": name, "gt_volume_ml": 5.0,
+                            "dice_nnunet": 0.0 if failed else 0.5, "pred_volume_ml": 0.0 if failed else 4.0})
+            per_case[run] = {c: {"dice": 0.0 if failed else v} for c, v in side[s].items()}
+    assert [r["name"] for r in failed_runs(results)] == ["n010_seed2_real"]
+    assert {(r["seed"], r["arm"]) for r in without_failed_seeds(results)} == {(s, a) for s in (0, 1)
+                                                                              for a in ("real", "synth")}
+    section = failed_runs_markdown(results, per_case, "real")
+    assert "`n010_seed2_real`" in section and "| 10 | synth | Dice (ISLES) |" in section and "/2 |" in section
+    with_failed = next(r for r in paired_rows(results, per_case) if r["metric"] == "dice")
+    assert with_failed["n_seeds"] == 3 and with_failed["mean_difference"] > 0.1  # the failure looks like a gain
+    assert failed_runs_markdown(without_failed_seeds(results), per_case, "real") == ""
+    # a lesion-free test set cannot show a failure: nothing to learn
+    assert failed_runs([{**results[0], "gt_volume_ml": 0.0, "dice_nnunet": 0.0}]) == []

@@ -115,7 +115,7 @@ def test_a_fraction_set_in_the_main_process_reaches_forked_workers():
 
 
 def test_stalled_learning_is_warned_only_when_real_dice_stays_zero_while_the_loss_falls():
-    from nnsynth_trainers.synth_trainer import stalled_learning
+    from nnsynth_trainers.learning_guard import stalled_learning
 
     falling = list(np.linspace(1.0, 0.5, 45))
     assert "0 for 20 epochs" in stalled_learning({"mean_fg_dice": [0.0] * 45, "train_losses": falling}, 20)
@@ -123,6 +123,9 @@ def test_stalled_learning_is_warned_only_when_real_dice_stays_zero_while_the_los
     assert stalled_learning({"mean_fg_dice": [0.0] * 45, "train_losses": falling[::-1]}, 20) is None
     # within the warm-up (the first 20 epochs), Dice 0 is normal
     assert stalled_learning({"mean_fg_dice": [0.0] * 25, "train_losses": falling[:25]}, 20) is None
+    # a real-only run (the reference) gets its own advice: nothing to lower, the reference itself failed
+    real_only = stalled_learning({"mean_fg_dice": [0.0] * 45, "train_losses": falling}, 20, mixes_synthetic=False)
+    assert "real cases only" in real_only and "synthetic fraction" not in real_only
 
 
 def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
@@ -137,7 +140,7 @@ def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
         assert np.isfinite(batch["data"].numpy()).all()
     finally:
         trainer.synth_supply.close()
-    from nnsynth_trainers.synth_trainer import logged_values
+    from nnsynth_trainers.learning_guard import logged_values
 
     for key, value in (("mean_fg_dice", 0.0), ("train_losses", 0.5)):  # nnU-Net's own logger, as in training
         trainer.logger.log(key, value, 0)
@@ -159,3 +162,18 @@ def test_randomized_and_decay_trainers_on_the_phantom(phantom_env):
         assert "(cosine schedule)" in open(decay.log_file).read()
     finally:
         decay.synth_supply.close()
+
+
+def test_the_real_only_reference_warns_too_when_it_never_learns_the_lesions(phantom_env):
+    """Seen in the evidence experiment: a real-only run kept pseudo-Dice 0 for all 60 epochs (10 cases, seed 3)."""
+    from test_synth_trainer import _trainer
+
+    trainer = _trainer(phantom_env, "nnUNetTrainerBudget")
+    trainer.stall_epochs = 2
+    for epoch, loss in enumerate((0.5, 0.4, 0.3, 0.2)):
+        for key, value in (("mean_fg_dice", 0.0), ("train_losses", loss)):
+            trainer.logger.log(key, value, epoch)
+    warning = trainer.logged_stall_warning()
+    assert "real cases only" in warning and "compares against a failed reference" in warning
+    assert trainer.logged_stall_warning() is None  # written once
+    assert open(trainer.log_file).read().count("nnsynth WARNING") == 1
