@@ -32,7 +32,7 @@ from nnunet_synth.generators.checkpoint import load_checkpoint
 from nnunet_synth.generators.lookup import find_checkpoint
 from nnunet_synth.lesions.geometry import bbox
 from nnunet_synth.lesions.maskgan import MaskSampler, as_rng, relative_volume_error
-from nnunet_synth.nnunet_io.atomic import write_json_atomic
+from nnunet_synth.nnunet_io.atomic import write_json_atomic, write_text_atomic
 from nnunet_synth.nnunet_io.folders import find_dataset
 from nnunet_synth.nnunet_io.folds import fold_case_ids
 from nnunet_synth.nnunet_io.labelmap_grid import preprocessed_labelmaps
@@ -229,7 +229,7 @@ def build_report(dataset_id: int, n: int, out_dir: Path, fold: str = "0", checkp
                   "json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")},
     }
     write_json_atomic(out_dir / "report.json", report)
-    (out_dir / "report.md").write_text(markdown(report))
+    write_text_atomic(out_dir / "report.md", markdown(report))
     return report
 
 

@@ -38,7 +38,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 from nnsynth_gan.plots import save_figure  # noqa: E402
 from nnunet_synth.errors import NNSynthError  # noqa: E402
 from nnunet_synth.lesions.geometry import bbox  # noqa: E402
-from nnunet_synth.nnunet_io.atomic import write_json_atomic
+from nnunet_synth.nnunet_io.atomic import write_json_atomic, write_text_atomic
 
 SSIM_WINDOW = 7
 GMM_NAME = "gaussian_mixture"
@@ -309,5 +309,5 @@ def build_report(dataset_id: int, output: Path, checkpoints: Sequence[Path] | No
         "files": {"json": str(output / "report.json"), "markdown": str(output / "report.md"), "figure": str(figure)},
     }
     write_json_atomic(output / "report.json", report)
-    (output / "report.md").write_text(markdown(report))
+    write_text_atomic(output / "report.md", markdown(report))
     return report
