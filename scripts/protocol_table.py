@@ -5,7 +5,9 @@ subsamples. For a reference arm and a synthetic arm this reads the folder's fini
 
 - the measured paired Dice difference and its 95% CI half-width (the report's hierarchical bootstrap);
 - the training sd: sd over seeds of the per-seed mean difference (what the CI shrinks with);
-- machine hours per seed (train + predict + score of both arms, divided by the runs trained side by side);
+- machine hours per seed (train + predict + score of both arms, divided by the runs trained side by side),
+  from the median run: timings are wall clock, and a run paused while something else had the machine
+  (``kill -STOP`` during a CI check) would otherwise bill its pause to the protocol;
 - the seeds, and hours, a 95% t-interval needs for a half-width of ``--target`` at that training sd
   (projection: n with t(0.975, n-1) * sd / sqrt(n) <= target; the bootstrap's test-case term is small
   next to it, see the report's test sd);
@@ -55,7 +57,7 @@ def candidate(label: str, folder: Path, reference: str, arm: str, n_real: int, t
     refs = [by_key[(s, reference)]["dice"] for s in seeds]
     paired = next((p for p in results["paired"] if p["arm"] == arm and p["n_real"] == n_real
                    and p["metric"] == "dice"), None)
-    hours = statistics.mean(run_hours(by_key[(s, a)], jobs) for s in seeds for a in (reference, arm)) * 2
+    hours = statistics.median(run_hours(by_key[(s, a)], jobs) for s in seeds for a in (reference, arm)) * 2
     sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
     need = seeds_for_half_width(sd, target) if len(diffs) > 1 else None
     return {"protocol": label, "folder": str(folder), "seeds": len(seeds), "difference": statistics.mean(diffs),

@@ -51,6 +51,15 @@ def test_candidate_pairs_seeds_and_costs_both_arms(tmp_path):
     assert "| long | 2 | +0.035 [-0.010, +0.070] |" in pt.markdown([row], "real", "inpaint", 0.04)
 
 
+def test_a_paused_run_does_not_bill_its_pause(tmp_path):
+    pt = _module()
+    runs = [_run(s, a, 0.4, 3600) for s in range(3) for a in ("real", "inpaint")]
+    runs[1]["timings_seconds"]["predict"] = 7 * 3600  # wall clock of a run stopped for seven hours
+    (tmp_path / "results.json").write_text(json.dumps({"runs": runs, "paired": []}))
+    row = pt.candidate("x", tmp_path, "real", "inpaint", 10, 0.04, jobs=2)
+    assert row["hours_per_seed"] == pytest.approx(1.0)
+
+
 def test_candidate_without_a_pair_is_refused(tmp_path):
     pt = _module()
     (tmp_path / "results.json").write_text(json.dumps({"runs": [_run(0, "real", 0.4, 10)], "paired": []}))
