@@ -11,6 +11,7 @@ nnU-Net's per-epoch pseudo Dice needs some keys, but no real case may be withhel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -182,30 +183,36 @@ def choose_test_set(case_ids: list[str], n_test: int) -> list[str]:
 
 
 def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, list[str]],
-                 previous: dict[str, int] | None = None) -> dict[str, int]:
+                 previous: dict[str, int] | None = None,
+                 check: Callable[[str, int], None] | None = None) -> dict[str, int]:
     """Fold index of each subset key in splits_final.json: its fold from an earlier call, else a new one.
 
     ``previous`` (the experiment folder's own record) is the only way to reuse a fold: two keys never
     share one, even when their training lists are equal (``all`` with several seeds, whose runs differ by
-    nnU-Net's training randomness), and another experiment folder never picks up these results. The
-    file is rewritten atomically and only ever grows; nnU-Net's own folds stay where they are.
+    nnU-Net's training randomness), and another experiment folder never picks up these results. A
+    recorded fold that no longer holds its subsample (splits_final.json re-created, or its index taken
+    by another experiment folder) is given up and the subsample gets a new fold; finished runs keep their
+    results, since those are stored by run name. ``check(key, index)`` is called for every newly given
+    fold before anything is written, so a caller can refuse an index whose folders hold older models.
+    The file is rewritten atomically and only ever grows; nnU-Net's own folds stay where they are.
     """
     splits = splits_or_default(splits_file.parent, training_ids)
     folds: dict[str, int] = {}
     for key, train in subsets.items():
         entry = {"train": sorted(train), "val": sorted(train)}
         index = (previous or {}).get(key)
-        if index is not None and index < len(splits) and index not in folds.values():
-            old = splits[index]
-            if sorted(old.get("train", [])) != entry["train"] or sorted(old.get("val", [])) != entry["val"]:
-                raise NNSynthError(f"fold {index} of {splits_file} no longer holds the subsample {key} of this "
-                                   f"experiment (the file was edited); restore it or use a new experiment folder")
-        else:
+        if index is None or index >= len(splits) or index in folds.values() or not _holds(splits[index], entry):
             splits.append(entry)
             index = len(splits) - 1
+            if check is not None:
+                check(key, index)
         folds[key] = index
     write_splits(splits_file.parent, splits)
     return folds
+
+
+def _holds(split: dict, entry: dict) -> bool:
+    return sorted(split.get("train", [])) == entry["train"] and sorted(split.get("val", [])) == entry["val"]
 
 
 # fields that change what a run trains; a finished experiment folder refuses to be resumed with others

@@ -283,7 +283,11 @@ class ExperimentRunner:
             if previous.get("test_set", {}).get("cases") != test_ids:
                 raise NNSynthError(f"{self.out} was run with another test set; use another -o folder")
         known = {k: v["fold"] for k, v in previous.get("subsets", {}).items()}
-        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known)
+        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known, check=self._refuse_old_models)
+        for key in sorted(k for k in subsets if k in known and known[k] != folds[k]):
+            print(f"experiment: fold {known[key]} of splits_final.json no longer holds the subsample {key} "
+                  f"(the file was re-created or another experiment folder took the index): it moves to fold "
+                  f"{folds[key]}; its finished runs keep their results", flush=True)
         runs = [RunSpec(n, s, arm, folds[subset_key(n, s)], trainer_class(arm, cfg.generators).__name__)
                 for n in sizes for s in range(cfg.seeds) for arm in cfg.arms]
         design = {"dataset": self.raw.name, "profile": asdict(prof), "generators": cfg.generators,
@@ -299,6 +303,20 @@ class ExperimentRunner:
               f"training cases, sizes {sizes}, {cfg.seeds} seed(s), arms {cfg.arms}: {len(runs)} runs; "
               f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)
         return runs
+
+    def _refuse_old_models(self, key: str, fold: int) -> None:
+        """A fold index just given to a subsample must not hold models yet: runs reuse a fold's checkpoints
+        and generators, which were then trained on other cases (splits_final.json re-created while
+        $nnUNet_results kept its folds)."""
+        results = Path(self.env["nnUNet_results"]) / self.raw.name
+        found = sorted([*results.glob(f"*__*__{CONFIGURATION}/fold_{fold}/checkpoint*.pth"),
+                        *results.glob(f"nnsynth/*_fold{fold}.pt"), *results.glob(f"nnsynth/*_fold{fold}_latest.pt")])
+        if found:
+            listed = ", ".join(str(f) for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            raise NNSynthError(f"fold {fold} of {self.pre / 'splits_final.json'} is new for the subsample {key}, but "
+                               f"{listed} already exist: models trained on other cases under the same fold index "
+                               "(was splits_final.json re-created?). Move those fold folders and generator files "
+                               "away, then run again; nothing was changed")
 
     # ---- one run ------------------------------------------------------------------------------
     def _fold_dir(self, trainer: str, fold: int) -> Path:

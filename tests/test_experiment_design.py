@@ -77,14 +77,55 @@ def test_equal_subsamples_of_different_seeds_get_their_own_folds(tmp_path):
     assert assign_folds(splits_file, POOL, subsets, previous=folds) == folds
 
 
-def test_an_edited_fold_is_refused(tmp_path):
+def test_a_fold_that_lost_its_subsample_moves_to_a_new_one(tmp_path):
     splits_file = tmp_path / "splits_final.json"
-    folds = assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]})
+    folds = assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10], "n10_seed1": POOL[10:20]})
     splits = json.loads(splits_file.read_text())
-    splits[5]["train"] = POOL[:9]
-    splits_file.write_text(json.dumps(splits))
-    with pytest.raises(NNSynthError, match="fold 5 .* no longer holds the subsample n10_seed0"):
-        assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]}, previous=folds)
+    splits[5]["train"] = POOL[:9]  # edited, or the index taken by another experiment folder
+    splits_file.write_text(json.dumps(splits[:6]))  # and fold 6 lost: the file was re-created shorter
+    given = []
+    moved = assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10], "n10_seed1": POOL[10:20]}, previous=folds,
+                         check=lambda key, index: given.append((key, index)))
+    assert moved == {"n10_seed0": 6, "n10_seed1": 7} and given == [("n10_seed0", 6), ("n10_seed1", 7)]
+    after = json.loads(splits_file.read_text())
+    assert after[5]["train"] == POOL[:9]  # never rewritten under its owner
+    assert after[6]["train"] == sorted(POOL[:10]) and after[7]["train"] == sorted(POOL[10:20])
+
+
+def test_a_refused_new_fold_writes_nothing(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+    assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10]})
+    before = splits_file.read_text()
+
+    def refuse(key, index):
+        raise NNSynthError(f"fold {index} holds old models")
+
+    with pytest.raises(NNSynthError, match="fold 6 holds old models"):
+        assign_folds(splits_file, POOL, {"n10_seed1": POOL[10:20]}, check=refuse)
+    assert splits_file.read_text() == before
+
+
+def test_a_new_fold_index_with_old_models_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from nnsynth_experiments.runner import ExperimentRunner
+
+    results = tmp_path / "results"
+    runner = SimpleNamespace(env={"nnUNet_results": str(results)}, raw=tmp_path / "Dataset990_X",
+                             pre=tmp_path / "pre")
+    ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)  # nothing there yet
+    (results / "Dataset990_X" / "nnsynth").mkdir(parents=True)
+    (results / "Dataset990_X" / "nnsynth" / "maskgan_fold17.pt").write_bytes(b"x")  # another index
+    ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)
+    old = results / "Dataset990_X" / "nnUNetTrainerBudget__nnsynthCPU__3d_fullres" / "fold_7"
+    old.mkdir(parents=True)
+    (old / "checkpoint_final.pth").write_bytes(b"x")
+    with pytest.raises(NNSynthError, match=r"fold 7 .* new for the subsample n10_seed0.*fold_7/checkpoint_final"):
+        ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)
+    old.joinpath("checkpoint_final.pth").unlink()
+    (results / "Dataset990_X" / "nnsynth" / "pix2pix_fold7_latest.pt").write_bytes(b"x")
+    with pytest.raises(NNSynthError, match="pix2pix_fold7_latest.pt"):
+        ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)
 
 
 def test_a_folder_refuses_another_budget(tmp_path):
