@@ -1,4 +1,4 @@
-"""Paired comparison of arms: hierarchical bootstrap CI, paired t over seeds, verdicts from the CI alone."""
+"""Paired comparison of arms: hierarchical bootstrap CI, paired t over seeds, verdicts from the CI and the t-test."""
 
 import numpy as np
 import pytest
@@ -110,3 +110,24 @@ def test_a_run_that_never_learned_is_named_and_its_seed_left_out_of_the_second_c
     assert failed_runs_markdown(without_failed_seeds(results), per_case, "real") == ""
     # a lesion-free test set cannot show a failure: nothing to learn
     assert failed_runs([{**results[0], "gt_volume_ml": 0.0, "dice_nnunet": 0.0}]) == []
+
+
+def test_three_seeds_need_the_t_test_too():
+    """A narrow bootstrap CI over 3 seeds whose per-seed differences spread widely does not decide."""
+    ref = {s: {f"c{c}": 0.5 for c in range(20)} for s in range(3)}
+    arm = {s: {f"c{c}": 0.5 + shift for c in range(20)} for s, shift in enumerate((-0.01, -0.02, -0.30))}
+    d = paired_difference(ref, arm, "dice")
+    assert d.ci_high < 0 and d.p_value > 0.05  # the percentile bootstrap alone would call it 'hurts'
+    assert d.verdict == "cannot tell at this power"
+
+
+def test_the_case_resample_is_shared_by_the_seeds():
+    """Case effects shared by all seeds widen the CI: one hard case is hard for every seed."""
+    rng = np.random.default_rng(1)
+    case_effect = rng.normal(0, 0.2, 30)
+    ref = {s: {f"c{c}": 0.5 for c in range(30)} for s in range(6)}
+    arm = {s: {f"c{c}": 0.5 + 0.02 + case_effect[c] + rng.normal(0, 0.01) for c in range(30)} for s in range(6)}
+    d = paired_difference(ref, arm, "dice")
+    half_width = (d.ci_high - d.ci_low) / 2
+    # the CI reflects the case sd / sqrt(30) of one shared test set (~0.036), not that / sqrt(6 * 30)
+    assert half_width > 1.96 * case_effect.std() / np.sqrt(30) * 0.7
