@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnsynth_experiments.fold_owner import TAG_KEY, splits_lock
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain
 from nnunet_synth.nnunet_io.folds import splits_or_default, write_splits
@@ -183,36 +184,47 @@ def choose_test_set(case_ids: list[str], n_test: int) -> list[str]:
 
 
 def assign_folds(splits_file: Path, training_ids: list[str], subsets: dict[str, list[str]],
-                 previous: dict[str, int] | None = None,
-                 check: Callable[[str, int], None] | None = None) -> dict[str, int]:
+                 previous: dict[str, int] | None = None, check: Callable[[str, int], None] | None = None,
+                 owner: Callable[[str], str] | None = None) -> dict[str, int]:
     """Fold index of each subset key in splits_final.json: its fold from an earlier call, else a new one.
 
     ``previous`` (the experiment folder's own record) is the only way to reuse a fold: two keys never
     share one, even when their training lists are equal (``all`` with several seeds, whose runs differ by
-    nnU-Net's training randomness), and another experiment folder never picks up these results. A
-    recorded fold that no longer holds its subsample (splits_final.json re-created, or its index taken
-    by another experiment folder) is given up and the subsample gets a new fold; finished runs keep their
-    results, since those are stored by run name. ``check(key, index)`` is called for every newly given
+    nnU-Net's training randomness), and another experiment folder never picks up these results.
+    ``owner(key)`` is the key's owner tag (``fold_owner``), written into its split entry: a recorded fold
+    is kept only while it holds the subsample's cases and no other owner's tag (an untagged entry of
+    the same cases, written by an older version, is adopted). Otherwise (splits_final.json re-created,
+    or its index taken by another experiment folder) the subsample gets a new fold; finished runs keep
+    their results, which are stored by run name. ``check(key, index)`` is called for every newly given
     fold before anything is written, so a caller can refuse an index whose folders hold older models.
-    The file is rewritten atomically and only ever grows; nnU-Net's own folds stay where they are.
+    The file is rewritten atomically under a lock and only ever grows; nnU-Net's own folds stay.
     """
-    splits = splits_or_default(splits_file.parent, training_ids)
-    folds: dict[str, int] = {}
-    for key, train in subsets.items():
-        entry = {"train": sorted(train), "val": sorted(train)}
-        index = (previous or {}).get(key)
-        if index is None or index >= len(splits) or index in folds.values() or not _holds(splits[index], entry):
-            splits.append(entry)
-            index = len(splits) - 1
-            if check is not None:
-                check(key, index)
-        folds[key] = index
-    write_splits(splits_file.parent, splits)
+    with splits_lock(splits_file):
+        splits = splits_or_default(splits_file.parent, training_ids)
+        folds: dict[str, int] = {}
+        refusals: list[str] = []
+        for key, train in subsets.items():
+            entry = {"train": sorted(train), "val": sorted(train), **({TAG_KEY: owner(key)} if owner else {})}
+            index = (previous or {}).get(key)
+            if index is None or index >= len(splits) or index in folds.values() or not _holds(splits[index], entry):
+                splits.append(entry)
+                index = len(splits) - 1
+                if check is not None:
+                    try:
+                        check(key, index)
+                    except NNSynthError as exc:  # collect them: one run of the command names them all
+                        refusals.append(str(exc))
+            splits[index] = entry
+            folds[key] = index
+        if refusals:
+            raise NNSynthError("\n".join(refusals))
+        write_splits(splits_file.parent, splits)
     return folds
 
 
 def _holds(split: dict, entry: dict) -> bool:
-    return sorted(split.get("train", [])) == entry["train"] and sorted(split.get("val", [])) == entry["val"]
+    same_cases = sorted(split.get("train", [])) == entry["train"] and sorted(split.get("val", [])) == entry["val"]
+    return same_cases and split.get(TAG_KEY) in (None, entry.get(TAG_KEY))
 
 
 # fields that change what a run trains; a finished experiment folder refuses to be resumed with others

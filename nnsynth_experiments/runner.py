@@ -12,6 +12,7 @@ The table (markdown + CSV, mean +/- sd over seeds) and the plot land in OUTPUT/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -37,6 +38,7 @@ from nnsynth_experiments.design import (
     subset_key,
     trainer_class,
 )
+from nnsynth_experiments.fold_owner import check_fold_dir, claim_fold_dir, fold_dir_owner, owner_tag
 from nnsynth_experiments.pipeline import Pipeline, nnunet_environment
 from nnsynth_experiments.report import (
     aggregate,
@@ -283,7 +285,9 @@ class ExperimentRunner:
             if previous.get("test_set", {}).get("cases") != test_ids:
                 raise NNSynthError(f"{self.out} was run with another test set; use another -o folder")
         known = {k: v["fold"] for k, v in previous.get("subsets", {}).items()}
-        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known, check=self._refuse_old_models)
+        folds = assign_folds(self.pre / "splits_final.json", train_ids, subsets, known, check=self._refuse_old_models,
+                             owner=lambda key: owner_tag(self.out, key))
+        self.subsets = subsets
         for key in sorted(k for k in subsets if k in known and known[k] != folds[k]):
             print(f"experiment: fold {known[key]} of splits_final.json no longer holds the subsample {key} "
                   f"(the file was re-created or another experiment folder took the index): it moves to fold "
@@ -304,19 +308,24 @@ class ExperimentRunner:
               f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)
         return runs
 
+    def _tag(self, run: RunSpec) -> str:
+        return owner_tag(self.out, subset_key(run.n_real, run.seed))
+
     def _refuse_old_models(self, key: str, fold: int) -> None:
         """A fold index just given to a subsample must not hold models yet: runs reuse a fold's checkpoints
         and generators, which were then trained on other cases (splits_final.json re-created while
         $nnUNet_results kept its folds)."""
         results = Path(self.env["nnUNet_results"]) / self.raw.name
-        found = sorted([*results.glob(f"*__*__{CONFIGURATION}/fold_{fold}/checkpoint*.pth"),
+        tag = owner_tag(self.out, key)  # a fold folder this subsample itself trained in may stay
+        found = sorted([*(f for f in results.glob(f"*__*__{CONFIGURATION}/fold_{fold}/checkpoint*.pth")
+                          if fold_dir_owner(f.parent) != tag),
                         *results.glob(f"nnsynth/*_fold{fold}.pt"), *results.glob(f"nnsynth/*_fold{fold}_latest.pt")])
         if found:
             listed = ", ".join(str(f) for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
             raise NNSynthError(f"fold {fold} of {self.pre / 'splits_final.json'} is new for the subsample {key}, but "
-                               f"{listed} already exist: models trained on other cases under the same fold index "
-                               "(was splits_final.json re-created?). Move those fold folders and generator files "
-                               "away, then run again; nothing was changed")
+                               f"{listed} already exist: models that may have been trained on other cases under the "
+                               "same fold index (was splits_final.json re-created?). Move those fold folders and "
+                               "generator files away, then run again; splits_final.json was not changed")
 
     # ---- one run ------------------------------------------------------------------------------
     def _fold_dir(self, trainer: str, fold: int) -> Path:
@@ -356,6 +365,13 @@ class ExperimentRunner:
                 print(f"[{index}/{total}] {run.name}: finished earlier, skipped", flush=True)
                 return result
             print(f"[{index}/{total}] {run.name}: finished earlier; scoring the new test sets {missing}", flush=True)
+            trained_in = result.get("fold", run.fold)
+            if trained_in != run.fold:  # the subsample moved to a new fold after this run trained
+                if fold_dir_owner(Path(result["fold_dir"])) != self._tag(run):
+                    raise NNSynthError(f"{run.name} was trained in fold {trained_in}, which now belongs to another "
+                                       f"subsample, and {result['fold_dir']} does not say it is still this run's "
+                                       f"model: it cannot score the new test sets {missing}; use a new -o folder")
+                run = dataclasses.replace(run, fold=trained_in)
             pipe = Pipeline(env=self.env, log_file=run_dir / "run.log", quiet=self.cfg.jobs > 1)
             result["extra_tests"] = {**result.get("extra_tests", {}), **self._score_extra(run, pipe, missing)}
             write_json_atomic(result_file, result)
@@ -365,8 +381,10 @@ class ExperimentRunner:
         pipe = Pipeline(env=self.env, log_file=run_dir / "run.log", quiet=self.cfg.jobs > 1)
         ds = self.cfg.dataset_id
         fold_dir = self._fold_dir(run.trainer, run.fold)
+        check_fold_dir(fold_dir, self._tag(run))
         t0 = time.perf_counter()
         if not (fold_dir / "checkpoint_final.pth").is_file():
+            claim_fold_dir(fold_dir, self._tag(run), self.subsets[subset_key(run.n_real, run.seed)])
             resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").is_file() else []
             pipe.run(f"train {run.name}", ["nnUNetv2_train", ds, CONFIGURATION, run.fold, "-tr", run.trainer,
                                            "-p", self.prof.plans, "-device", self.prof.device, *resume])

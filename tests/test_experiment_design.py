@@ -111,7 +111,7 @@ def test_a_new_fold_index_with_old_models_is_refused(tmp_path):
     from nnsynth_experiments.runner import ExperimentRunner
 
     results = tmp_path / "results"
-    runner = SimpleNamespace(env={"nnUNet_results": str(results)}, raw=tmp_path / "Dataset990_X",
+    runner = SimpleNamespace(env={"nnUNet_results": str(results)}, raw=tmp_path / "Dataset990_X", out=tmp_path,
                              pre=tmp_path / "pre")
     ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)  # nothing there yet
     (results / "Dataset990_X" / "nnsynth").mkdir(parents=True)
@@ -248,3 +248,85 @@ def _report_only_on_a_partial_design(cfg, runs, run_experiment):
     design = (cfg.output / "experiment.json").read_text()
     only_real = run_experiment(dataclasses.replace(cfg, arms=["real"]))  # a subset of the arms, nothing written
     assert {r["arm"] for r in only_real["runs"]} == {"real"} and (cfg.output / "experiment.json").read_text() == design
+
+
+def test_owner_tags_keep_two_folders_apart_even_with_equal_subsamples(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+    subsets = {"n10_seed0": POOL[:10]}
+    a = assign_folds(splits_file, POOL, subsets, owner=lambda k: f"A#{k}")
+    b = assign_folds(splits_file, POOL, subsets, owner=lambda k: f"B#{k}")
+    assert a == {"n10_seed0": 5} and b == {"n10_seed0": 6}
+    splits = json.loads(splits_file.read_text())
+    assert splits[5]["nnsynth_owner"] == "A#n10_seed0" and splits[6]["nnsynth_owner"] == "B#n10_seed0"
+    # the file is re-created and B comes first: it may not take A's old index 5 as its own ...
+    splits_file.unlink()
+    assert assign_folds(splits_file, POOL, subsets, previous=b, owner=lambda k: f"B#{k}") == {"n10_seed0": 5}
+    # ... and A, finding B's tag on equal cases at its recorded index, moves on
+    assert assign_folds(splits_file, POOL, subsets, previous=a, owner=lambda k: f"A#{k}") == {"n10_seed0": 6}
+    # an untagged entry of the same cases (an older version) is adopted and tagged
+    plain = assign_folds(tmp_path / "old" / "splits_final.json", POOL, subsets)
+    again = assign_folds(tmp_path / "old" / "splits_final.json", POOL, subsets, previous=plain,
+                         owner=lambda k: f"C#{k}")
+    assert again == plain
+    assert json.loads((tmp_path / "old" / "splits_final.json").read_text())[5]["nnsynth_owner"] == "C#n10_seed0"
+
+
+def test_every_refused_fold_is_named_at_once(tmp_path):
+    splits_file = tmp_path / "splits_final.json"
+
+    def refuse(key, index):
+        raise NNSynthError(f"fold {index} of {key} refused")
+
+    with pytest.raises(NNSynthError, match=r"(?s)fold 5 of n10_seed0 refused.*fold 6 of n10_seed1 refused"):
+        assign_folds(splits_file, POOL, {"n10_seed0": POOL[:10], "n10_seed1": POOL[10:20]}, check=refuse)
+    assert not splits_file.exists()
+
+
+def test_fold_folders_carry_their_owner(tmp_path):
+    from nnsynth_experiments.fold_owner import check_fold_dir, claim_fold_dir, fold_dir_owner
+
+    fold_dir = tmp_path / "nnUNetTrainerBudget__nnsynthCPU__3d_fullres" / "fold_7"
+    check_fold_dir(fold_dir, "A#n10_seed0")  # nothing there: fine
+    claim_fold_dir(fold_dir, "A#n10_seed0", POOL[:10])
+    assert fold_dir_owner(fold_dir) == "A#n10_seed0"
+    check_fold_dir(fold_dir, "A#n10_seed0")
+    with pytest.raises(NNSynthError, match="fold_7 holds models of A#n10_seed0, not of B#n10_seed0"):
+        check_fold_dir(fold_dir, "B#n10_seed0")
+
+
+def test_prepare_refuses_a_new_fold_holding_another_folders_models(phantom_env, tmp_path):
+    from nnsynth_experiments.fold_owner import claim_fold_dir, owner_tag
+    from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner
+
+    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    split_file = pre / "splits_final.json"  # the session's phantom is shared: put it back afterwards
+    saved = split_file.read_text() if split_file.is_file() else None
+    results = phantom_env["nnUNet_results"] / "Dataset900_Phantom"
+    try:
+        def config(name):
+            return ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1, output=tmp_path / name,
+                                    profile=profile_with("cpu-small", plans="nnsynthCPU"))
+
+        run_a = ExperimentRunner(config("a")).prepare()[0]
+        run_b = ExperimentRunner(config("b")).prepare()[0]
+        assert run_a.fold != run_b.fold
+        fold_a = results / f"nnUNetTrainerBudget__nnsynthCPU__3d_fullres/fold_{run_a.fold}"
+        claim_fold_dir(fold_a, owner_tag((tmp_path / "a").resolve(), "n2_seed0"), ["x"])
+        (fold_a / "checkpoint_final.pth").write_bytes(b"a's model")
+        split_file.unlink()  # re-created: B, resumed first, is given A's index
+        design_b = (tmp_path / "b" / "experiment.json").read_text()
+        refused = rf"fold {run_a.fold} .* new for the subsample n2_seed0.*checkpoint_final"
+        with pytest.raises(NNSynthError, match=refused):
+            ExperimentRunner(config("b")).prepare()
+        assert not split_file.exists() and (tmp_path / "b" / "experiment.json").read_text() == design_b
+        # A itself may take that index again: the folder's marker says the model is its own
+        assert ExperimentRunner(config("a")).prepare()[0].fold == run_a.fold
+    finally:
+        if saved is None:
+            split_file.unlink(missing_ok=True)
+        else:
+            split_file.write_text(saved)
+        (pre / "nnsynthCPU.json").unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(results / "nnUNetTrainerBudget__nnsynthCPU__3d_fullres", ignore_errors=True)
