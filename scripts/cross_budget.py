@@ -37,6 +37,7 @@ class Side:
         design = json.loads(design_file.read_text())
         self.subsets = {k: sorted(v["cases"]) for k, v in design.get("subsets", {}).items()}
         self.test_cases = design["test_set"]["cases"]
+        self.extra_tests = {k: v.get("labels") for k, v in design.get("extra_tests", {}).items()}
         self.epochs = design.get("profile", {}).get("epochs")
         self.iterations = design.get("profile", {}).get("iterations")
         self.runs = {}
@@ -58,7 +59,9 @@ def common_seeds(reference: Side, arm: Side, n_real: int) -> list[int]:
     seeds = sorted(s for n, s in set(reference.runs) & set(arm.runs) if n == n_real)
     for s in seeds:
         key = f"n{n_real}_seed{s}"
-        if reference.subsets.get(key) != arm.subsets.get(key):
+        if key not in reference.subsets or key not in arm.subsets:
+            raise SystemExit(f"{key}: not recorded in the experiment.json of both {reference.label} and {arm.label}")
+        if reference.subsets[key] != arm.subsets[key]:
             raise SystemExit(f"{key}: {reference.label} and {arm.label} trained on different cases; not paired")
     return seeds
 
@@ -66,6 +69,10 @@ def common_seeds(reference: Side, arm: Side, n_real: int) -> list[int]:
 def compare(reference: Side, arm: Side, test_sets: list[str]) -> list[dict]:
     if reference.test_cases != arm.test_cases:
         raise SystemExit(f"{reference.label} and {arm.label} were scored on different test sets; not paired")
+    for name in test_sets[1:] if test_sets[:1] == ["in-domain"] else test_sets:
+        if reference.extra_tests.get(name) != arm.extra_tests.get(name):
+            raise SystemExit(f"extra test set {name!r}: {reference.label} scored {reference.extra_tests.get(name)}, "
+                             f"{arm.label} {arm.extra_tests.get(name)}; not paired")
     rows = []
     for n_real in sorted({n for n, _ in set(reference.runs) & set(arm.runs)}):
         seeds = common_seeds(reference, arm, n_real)
@@ -77,22 +84,24 @@ def compare(reference: Side, arm: Side, test_sets: list[str]) -> list[dict]:
                 other = {s: other[s] for s in ref}
                 if not ref:
                     continue
-                d = paired_difference(ref, other, metric)
+                try:
+                    d = paired_difference(ref, other, metric)
+                except ValueError:  # the metric is undefined on every case (e.g. lesion F1 of lesion-free sets)
+                    continue
                 rows.append({"arm": arm.label, "reference": reference.label, "n_real": n_real,
-                             "test_set": test_set, "metric": metric, "metric_title": title,
-                             "seeds": sorted(ref), **d.to_dict()})
+                             "test_set": test_set, "metric": metric, "metric_title": title, **d.to_dict()})
     return rows
 
 
 def markdown(rows: list[dict], sides: dict[str, Side]) -> str:
     budgets = "; ".join(f"`{s.label}` = arm {s.arm} of `{s.folder}` ({s.epochs} epochs x {s.iterations} "
-                        f"iterations, {len(s.runs)} runs)" for s in sides.values())
+                        f"iterations)" for s in sides.values())
     lines = [
         "# Paired differences across budgets", "",
         f"Arms: {budgets}.", "",
         "Pairs share the subsample of each seed and the test cases. 95% CI from the hierarchical bootstrap "
         "(seeds, then test cases), p from a paired t-test over the seeds' mean differences "
-        "(`nnunet_synth.evaluation.paired`).", "",
+        "(`nnunet_synth.evaluation.paired`); 'helps'/'hurts' needs both to exclude 0.", "",
         "| arm - reference | real cases | test set | metric | seeds | difference [95% CI] | p | seeds better "
         "| training sd | verdict |",
         "|" + "---|" * 10,
@@ -120,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.sides:
         label, _, rest = spec.partition("=")
         folder, _, arm = rest.rpartition(":")
-        if not label or not folder or not arm:
-            parser.error(f"{spec!r}: expected LABEL=FOLDER:ARM")
+        if not label or not folder or not arm or "-" in label:
+            parser.error(f"{spec!r}: expected LABEL=FOLDER:ARM, a label without '-'")
+        if label in sides:
+            parser.error(f"label {label!r} is given twice")
         sides[label] = Side(label, Path(folder), arm)
     test_sets = args.test_sets
     if test_sets is None:

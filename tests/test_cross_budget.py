@@ -48,14 +48,14 @@ def test_arms_of_two_budgets_are_paired_by_seed_and_case(tmp_path):
     reference, arm = cb.Side("real60", short, "real"), cb.Side("inpaint120", long, "inpaint")
     rows = cb.compare(reference, arm, ["in-domain"])
     dice = next(r for r in rows if r["metric"] == "dice")
-    assert dice["seeds"] == [0, 1] and dice["n_seeds"] == 2
+    assert dice["n_seeds"] == 2
     assert dice["mean_difference"] == pytest.approx(0.1)
     assert dice["ci_low"] == pytest.approx(0.1) and dice["verdict"] == "helps"
     volume = next(r for r in rows if r["metric"] == "abs_volume_diff_ml")
     assert volume["mean_difference"] == pytest.approx(0.0)
     # only the seeds both sides finished are paired
     only_seed0 = cb.compare(reference, cb.Side("real120", long, "real"), ["in-domain"])
-    assert only_seed0[0]["seeds"] == [0] and only_seed0[0]["mean_difference"] == pytest.approx(0.05)
+    assert only_seed0[0]["n_seeds"] == 1 and only_seed0[0]["mean_difference"] == pytest.approx(0.05)
     assert "| inpaint120 - real60 | 10 | in-domain | Dice (ISLES) | 2 | +0.100 [+0.100, +0.100]" in \
         cb.markdown(rows, {"real60": reference, "inpaint120": arm})
 
@@ -83,3 +83,16 @@ def test_the_command_line_writes_markdown_and_json(tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())[0]["verdict"] == "hurts"
     with pytest.raises(SystemExit):
         cb.main([f"a={short}:real", "--pairs", "b-a", "-o", str(out)])
+
+
+def test_extra_test_sets_pair_only_when_both_folders_scored_the_same_labels(tmp_path):
+    cb = _module()
+    short = _folder(tmp_path / "short", 60, {"real": {0: [0.4] * 4}}, SUBSETS)
+    long = _folder(tmp_path / "long", 120, {"inpaint": {0: [0.5] * 4}}, SUBSETS)
+    for folder, labels in ((short, "/data/site-b/labelsTs"), (long, "/data/site-c/labelsTs")):
+        design = json.loads((folder / "experiment.json").read_text())
+        design["extra_tests"] = {"site": {"images": "x", "labels": labels}}
+        (folder / "experiment.json").write_text(json.dumps(design))
+    with pytest.raises(SystemExit, match="extra test set 'site'.*not paired"):
+        cb.compare(cb.Side("a", short, "real"), cb.Side("b", long, "inpaint"), ["in-domain", "site"])
+    assert cb.compare(cb.Side("a", short, "real"), cb.Side("b", long, "inpaint"), ["in-domain"])
