@@ -453,8 +453,9 @@ class ExperimentRunner:
             f"# nnsynth experiment on {self.raw.name}\n\n**{verdict}**\n\n{warning}{budget}; {n_test} held-out test "
             "cases. "
             f"Paired differences to the {reference} arm (same subsample per seed, same test cases): 95% CI from a "
-            "hierarchical bootstrap (seeds, then test cases), p from a paired t-test over the seeds' mean "
-            "differences; training sd = sd of the per-seed mean differences, test sd = bootstrap sd over test "
+            "hierarchical bootstrap (seeds, then one draw of the test cases shared by the drawn seeds), p from a "
+            "paired t-test over the seeds' mean differences; 'helps'/'hurts' only when the CI excludes 0 and "
+            "p < 0.05; training sd = sd of the per-seed mean differences, test sd = bootstrap sd over test "
             f"cases.\n\n" + "\n\n".join(f"## {name}\n\n**{headline(rows)}**\n\n{paired_markdown(rows)}\n\n"
                                           f"By reference lesion volume:\n\n{stratified_markdown(strata)}"
                                           for name, (rows, strata) in blocks.items())

@@ -100,7 +100,7 @@ def markdown(rows: list[dict], sides: dict[str, Side]) -> str:
         "# Paired differences across budgets", "",
         f"Arms: {budgets}.", "",
         "Pairs share the subsample of each seed and the test cases. 95% CI from the hierarchical bootstrap "
-        "(seeds, then test cases), p from a paired t-test over the seeds' mean differences "
+        "(seeds, then one shared draw of the test cases), p from a paired t-test over the seeds' mean differences "
         "(`nnunet_synth.evaluation.paired`); 'helps'/'hurts' needs both to exclude 0.", "",
         "| arm - reference | real cases | test set | metric | seeds | difference [95% CI] | p | seeds better "
         "| training sd | verdict |",
