@@ -17,13 +17,16 @@ seeds, seeds better) per test set and metric.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
+from nnsynth_experiments.design import subset_key
+from nnsynth_experiments.report import PAIRED_METRICS
 from nnunet_synth.evaluation.paired import paired_difference
 from nnunet_synth.nnunet_io.atomic import write_json_atomic, write_text_atomic
 
-METRICS = (("dice", "Dice (ISLES)"), ("lesion_f1", "lesion F1"), ("abs_volume_diff_ml", "abs volume diff (ml)"))
+FORMATS = {metric: fmt for metric, _, fmt in PAIRED_METRICS}
 
 
 class Side:
@@ -47,18 +50,21 @@ class Side:
                 self.runs[(run["n_real"], run["seed"])] = run
 
     def scores(self, n_real: int, seed: int, test_set: str, metric: str) -> dict[str, float] | None:
+        per_case = self._per_case(n_real, seed, test_set)
+        return None if per_case is None else {case: values.get(metric) for case, values in per_case.items()}
+
+    @functools.cache  # noqa: B019 (a Side lives as long as the script): one read per run and test set
+    def _per_case(self, n_real: int, seed: int, test_set: str) -> dict[str, dict] | None:
         folder = "predictions" if test_set == "in-domain" else f"predictions_{test_set}"
         metrics_file = self.folder / "runs" / self.runs[(n_real, seed)]["name"] / folder / "stroke_metrics.json"
-        if not metrics_file.is_file():
-            return None
-        return {case: values.get(metric) for case, values in json.loads(metrics_file.read_text())["per_case"].items()}
+        return json.loads(metrics_file.read_text())["per_case"] if metrics_file.is_file() else None
 
 
 def common_seeds(reference: Side, arm: Side, n_real: int) -> list[int]:
     """Seeds both sides finished at n_real, refusing a seed whose two subsamples differ."""
     seeds = sorted(s for n, s in set(reference.runs) & set(arm.runs) if n == n_real)
     for s in seeds:
-        key = f"n{n_real}_seed{s}"
+        key = subset_key(n_real, s)
         if key not in reference.subsets or key not in arm.subsets:
             raise SystemExit(f"{key}: not recorded in the experiment.json of both {reference.label} and {arm.label}")
         if reference.subsets[key] != arm.subsets[key]:
@@ -69,7 +75,7 @@ def common_seeds(reference: Side, arm: Side, n_real: int) -> list[int]:
 def compare(reference: Side, arm: Side, test_sets: list[str]) -> list[dict]:
     if reference.test_cases != arm.test_cases:
         raise SystemExit(f"{reference.label} and {arm.label} were scored on different test sets; not paired")
-    for name in test_sets[1:] if test_sets[:1] == ["in-domain"] else test_sets:
+    for name in (t for t in test_sets if t != "in-domain"):
         if reference.extra_tests.get(name) != arm.extra_tests.get(name):
             raise SystemExit(f"extra test set {name!r}: {reference.label} scored {reference.extra_tests.get(name)}, "
                              f"{arm.label} {arm.extra_tests.get(name)}; not paired")
@@ -77,7 +83,7 @@ def compare(reference: Side, arm: Side, test_sets: list[str]) -> list[dict]:
     for n_real in sorted({n for n, _ in set(reference.runs) & set(arm.runs)}):
         seeds = common_seeds(reference, arm, n_real)
         for test_set in test_sets:
-            for metric, title in METRICS:
+            for metric, title, _ in PAIRED_METRICS:
                 ref = {s: reference.scores(n_real, s, test_set, metric) for s in seeds}
                 other = {s: arm.scores(n_real, s, test_set, metric) for s in seeds}
                 ref = {s: v for s, v in ref.items() if v is not None and other[s] is not None}
@@ -109,7 +115,7 @@ def markdown(rows: list[dict], sides: dict[str, Side]) -> str:
     for r in rows:
         p = "n/a" if r["p_value"] is None else f"{r['p_value']:.3f}"
         sd = "n/a" if r["training_sd"] is None else f"{r['training_sd']:.3f}"
-        fmt = "{:+.2f}" if r["metric"] == "abs_volume_diff_ml" else "{:+.3f}"
+        fmt = FORMATS[r["metric"]]
         lines.append(f"| {r['arm']} - {r['reference']} | {r['n_real']} | {r['test_set']} | {r['metric_title']} | "
                      f"{r['n_seeds']} | {fmt.format(r['mean_difference'])} [{fmt.format(r['ci_low'])}, "
                      f"{fmt.format(r['ci_high'])}] | {p} | {r['seeds_better']}/{r['n_seeds']} | {sd} | "

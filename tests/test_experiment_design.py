@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -207,7 +208,23 @@ def test_extra_test_sets_are_found_and_checked_against_the_channels(tmp_path):
         resolve_extra_tests([str(site), str(site)], 2, ".nii.gz")
 
 
-def test_report_only_reads_the_finished_runs_of_a_design(phantom_env, tmp_path):
+@pytest.fixture
+def phantom_experiment_env(phantom_env):
+    """The session's shared phantom, with the splits, plans and results an experiment adds put back afterwards."""
+    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    split_file = pre / "splits_final.json"
+    saved = split_file.read_text() if split_file.is_file() else None
+    yield phantom_env
+    if saved is None:
+        split_file.unlink(missing_ok=True)
+    else:
+        split_file.write_text(saved)
+    (pre / "nnsynthCPU.json").unlink(missing_ok=True)
+    shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnUNetTrainerBudget__nnsynthCPU__3d_fullres",
+                  ignore_errors=True)
+
+
+def test_report_only_reads_the_finished_runs_of_a_design(phantom_experiment_env, tmp_path):
     from nnsynth_experiments.design import profile_with
     from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner, run_experiment
 
@@ -215,17 +232,7 @@ def test_report_only_reads_the_finished_runs_of_a_design(phantom_env, tmp_path):
                            profile=profile_with("cpu-small", plans="nnsynthCPU"), report_only=True)
     with pytest.raises(NNSynthError, match="holds no experiment"):
         run_experiment(cfg)
-    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
-    split_file = pre / "splits_final.json"  # the session's phantom is shared: put it back afterwards
-    splits = split_file.read_text() if split_file.is_file() else None
-    try:
-        _report_only_on_a_partial_design(cfg, ExperimentRunner(cfg).prepare(), run_experiment)
-    finally:
-        if splits is None:
-            split_file.unlink(missing_ok=True)
-        else:
-            split_file.write_text(splits)
-        (pre / "nnsynthCPU.json").unlink(missing_ok=True)
+    _report_only_on_a_partial_design(cfg, ExperimentRunner(cfg).prepare(), run_experiment)
 
 
 def _report_only_on_a_partial_design(cfg, runs, run_experiment):
@@ -294,39 +301,28 @@ def test_fold_folders_carry_their_owner(tmp_path):
         check_fold_dir(fold_dir, "B#n10_seed0")
 
 
-def test_prepare_refuses_a_new_fold_holding_another_folders_models(phantom_env, tmp_path):
+def test_prepare_refuses_a_new_fold_holding_another_folders_models(phantom_experiment_env, tmp_path):
     from nnsynth_experiments.fold_owner import claim_fold_dir, owner_tag
     from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner
 
-    pre = phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
-    split_file = pre / "splits_final.json"  # the session's phantom is shared: put it back afterwards
-    saved = split_file.read_text() if split_file.is_file() else None
-    results = phantom_env["nnUNet_results"] / "Dataset900_Phantom"
-    try:
-        def config(name):
-            return ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1, output=tmp_path / name,
-                                    profile=profile_with("cpu-small", plans="nnsynthCPU"))
+    split_file = phantom_experiment_env["nnUNet_preprocessed"] / "Dataset900_Phantom" / "splits_final.json"
+    results = phantom_experiment_env["nnUNet_results"] / "Dataset900_Phantom"
 
-        run_a = ExperimentRunner(config("a")).prepare()[0]
-        run_b = ExperimentRunner(config("b")).prepare()[0]
-        assert run_a.fold != run_b.fold
-        fold_a = results / f"nnUNetTrainerBudget__nnsynthCPU__3d_fullres/fold_{run_a.fold}"
-        claim_fold_dir(fold_a, owner_tag((tmp_path / "a").resolve(), "n2_seed0"), ["x"])
-        (fold_a / "checkpoint_final.pth").write_bytes(b"a's model")
-        split_file.unlink()  # re-created: B, resumed first, is given A's index
-        design_b = (tmp_path / "b" / "experiment.json").read_text()
-        refused = rf"fold {run_a.fold} .* new for the subsample n2_seed0.*checkpoint_final"
-        with pytest.raises(NNSynthError, match=refused):
-            ExperimentRunner(config("b")).prepare()
-        assert not split_file.exists() and (tmp_path / "b" / "experiment.json").read_text() == design_b
-        # A itself may take that index again: the folder's marker says the model is its own
-        assert ExperimentRunner(config("a")).prepare()[0].fold == run_a.fold
-    finally:
-        if saved is None:
-            split_file.unlink(missing_ok=True)
-        else:
-            split_file.write_text(saved)
-        (pre / "nnsynthCPU.json").unlink(missing_ok=True)
-        import shutil
+    def config(name):
+        return ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1, output=tmp_path / name,
+                                profile=profile_with("cpu-small", plans="nnsynthCPU"))
 
-        shutil.rmtree(results / "nnUNetTrainerBudget__nnsynthCPU__3d_fullres", ignore_errors=True)
+    run_a = ExperimentRunner(config("a")).prepare()[0]
+    run_b = ExperimentRunner(config("b")).prepare()[0]
+    assert run_a.fold != run_b.fold
+    fold_a = results / f"nnUNetTrainerBudget__nnsynthCPU__3d_fullres/fold_{run_a.fold}"
+    claim_fold_dir(fold_a, owner_tag((tmp_path / "a").resolve(), "n2_seed0"), ["x"])
+    (fold_a / "checkpoint_final.pth").write_bytes(b"a's model")
+    split_file.unlink()  # re-created: B, resumed first, is given A's index
+    design_b = (tmp_path / "b" / "experiment.json").read_text()
+    refused = rf"fold {run_a.fold} .* new for the subsample n2_seed0.*checkpoint_final"
+    with pytest.raises(NNSynthError, match=refused):
+        ExperimentRunner(config("b")).prepare()
+    assert not split_file.exists() and (tmp_path / "b" / "experiment.json").read_text() == design_b
+    # A itself may take that index again: the folder's marker says the model is its own
+    assert ExperimentRunner(config("a")).prepare()[0].fold == run_a.fold

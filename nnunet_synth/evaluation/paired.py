@@ -91,13 +91,14 @@ def paired_difference(reference: Mapping[int, Mapping[str, float]], arm: Mapping
         for j, c in enumerate(cases):
             matrix[i, j] = pairs.get(c, np.nan)
     scored = ~np.isnan(matrix)
+    filled = np.where(scored, matrix, 0.0)
     per_seed = np.nanmean(matrix, axis=1)
     rng = np.random.default_rng(seed)
     boot = np.empty(n_boot)
     for b in range(n_boot):
         si = rng.integers(len(rows), size=len(rows))
         ci = rng.integers(len(cases), size=len(cases))
-        values, counts = np.where(scored, matrix, 0.0)[np.ix_(si, ci)].sum(1), scored[np.ix_(si, ci)].sum(1)
+        values, counts = filled[np.ix_(si, ci)].sum(1), scored[np.ix_(si, ci)].sum(1)
         kept = counts > 0  # a draw of cases none of which this seed scored says nothing about it
         boot[b] = np.mean(values[kept] / counts[kept]) if kept.any() else np.nan
     lo, hi = (float(v) for v in np.nanpercentile(boot, [2.5, 97.5]))
