@@ -84,6 +84,9 @@ class Profile:
     maskgan_steps: int
     translator_steps: int
     final_validation: bool = False
+    configuration: str = "3d_fullres"  # nnU-Net configuration the runs train and predict with ("2d" or "3d_fullres")
+    batch_size: int = 2  # of the shrunk plans
+    max_features: int = 64  # of the shrunk plans' deepest stage
     maskgan_args: tuple[str, ...] = ()  # extra `nnsynth train-maskgan` arguments (model size, batch, ...)
     translator_args: tuple[str, ...] = ()  # extra `nnsynth train-translator` arguments
 
@@ -96,6 +99,14 @@ PROFILES = {
                          translator_steps=200, maskgan_args=("--gen-filters", "64"),
                          translator_args=("--filters", "16", "--max-filters", "128", "--crop", "48",
                                           "--disc-filters", "16,32,64,128")),
+    # nnU-Net's own 2d configuration, shrunk: slices of 64^2, batch 32, 16-128 features (about 0.7 s an iteration
+    # with two runs side by side on 2 cores); a candidate of the protocol search (docs/experiment_protocol)
+    "cpu-2d": Profile("cpu-2d", plans="nnsynthCPU2d", shrink=True, patch=64, stages=4, base_features=16,
+                      epochs=48, iterations=25, val_iterations=2, device="cpu", maskgan_steps=300,
+                      translator_steps=200, configuration="2d", batch_size=32, max_features=128,
+                      maskgan_args=("--gen-filters", "64"),
+                      translator_args=("--filters", "16", "--max-filters", "128", "--crop", "48",
+                                       "--disc-filters", "16,32,64,128")),
     # nnU-Net's normal plans and budget (1000 x 250) on a GPU, generators as in the paper's order of magnitude
     "paper": Profile("paper", plans="nnUNetPlans", shrink=False, patch=0, stages=0, base_features=0,
                      epochs=1000, iterations=250, val_iterations=50, device="cuda", maskgan_steps=20000,
@@ -229,7 +240,8 @@ def _holds(split: dict, entry: dict) -> bool:
 
 # fields that change what a run trains; a finished experiment folder refuses to be resumed with others
 TRAINING_FIELDS = ("plans", "patch", "stages", "base_features", "epochs", "iterations", "maskgan_steps",
-                   "translator_steps", "maskgan_args", "translator_args")
+                   "translator_steps", "maskgan_args", "translator_args", "configuration", "batch_size",
+                   "max_features")
 
 
 def check_same_training(previous: dict, profile: Profile, generators: str, folder: Path) -> None:

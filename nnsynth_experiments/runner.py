@@ -23,6 +23,7 @@ from pathlib import Path
 from nnsynth_experiments.design import (
     ARMS,
     PROFILES,
+    SHRINK_SOURCE_PLANS,
     Profile,
     RunSpec,
     assign_folds,
@@ -60,8 +61,6 @@ from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic, write_text_atomic
 from nnunet_synth.nnunet_io.folders import NNUNetFolders
 
-CONFIGURATION = "3d_fullres"
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -95,9 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="experiment folder (default $nnUNet_results/DatasetXXX_Name/nnsynth_experiment_<profile>)")
     g = p.add_argument_group("profile overrides")
     for name, kind in (("epochs", int), ("iterations", int), ("val-iterations", int), ("patch", int),
-                       ("stages", int), ("base-features", int), ("maskgan-steps", int), ("translator-steps", int)):
+                       ("stages", int), ("base-features", int), ("max-features", int), ("batch-size", int),
+                       ("maskgan-steps", int), ("translator-steps", int)):
         g.add_argument(f"--{name}", type=arg.POSITIVE if kind is int else kind, default=None)
     g.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    g.add_argument("--configuration", choices=("2d", "3d_fullres"), default=None,
+                   help="nnU-Net configuration to train and predict with (plan it first)")
     g.add_argument("--maskgan-args", type=shlex.split, default=None,
                    help="extra train-maskgan arguments, one quoted string (e.g. \"--gen-filters 64\")")
     g.add_argument("--translator-args", type=shlex.split, default=None,
@@ -129,8 +131,9 @@ class ExperimentConfig:
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     overrides = {k: getattr(args, k) for k in ("epochs", "iterations", "val_iterations", "patch", "stages",
-                                               "base_features", "maskgan_steps", "translator_steps", "device",
-                                               "plans", "final_validation", "maskgan_args", "translator_args")}
+                                               "base_features", "max_features", "batch_size", "configuration",
+                                               "maskgan_steps", "translator_steps", "device", "plans",
+                                               "final_validation", "maskgan_args", "translator_args")}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return ExperimentConfig(dataset_id=args.dataset_id, sizes=list(args.real_cases), arms=list(args.arms),
                             seeds=args.seeds, profile=profile_with(args.profile, **overrides),
@@ -222,11 +225,11 @@ class ExperimentRunner:
         needed = required_plans(self.prof, self.pre)
         if self.raw is None or self.pre is None:
             raise NNSynthError(f"dataset {cfg.dataset_id} must be in $nnUNet_raw and planned+preprocessed: "
-                               f"{planning_hint(cfg.dataset_id, needed, CONFIGURATION)}")
+                               f"{planning_hint(cfg.dataset_id, needed, self.prof.configuration)}")
         if not (self.pre / f"{needed}.json").is_file():
             made_from = "" if needed == self.prof.plans else f", copied by nnsynth shrink-plans to {self.prof.plans}"
             raise NNSynthError(f"{self.pre / f'{needed}.json'} not found (plans of profile {self.prof.name}"
-                               f"{made_from}): {planning_hint(cfg.dataset_id, needed, CONFIGURATION)}")
+                               f"{made_from}): {planning_hint(cfg.dataset_id, needed, self.prof.configuration)}")
         self.out = (cfg.output or folders.results / f"nnsynth_experiment_{self.prof.name}").resolve()
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = nnunet_environment(None, str(trainer_path()), base=env)
@@ -248,19 +251,28 @@ class ExperimentRunner:
         n_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
         plans_file = self.pre / f"{prof.plans}.json"
         if prof.shrink and not plans_file.is_file():
+            patch = [prof.patch] * self._patch_dims()
             self.pipe.run("shrink plans", ["nnsynth", "shrink-plans", "-d", cfg.dataset_id, "--plans-name",
-                                           prof.plans, "--patch-size", prof.patch, prof.patch, prof.patch,
-                                           "--stages", prof.stages, "--base-features", prof.base_features])
+                                           prof.plans, "-c", prof.configuration, "--patch-size", *patch,
+                                           "--stages", prof.stages, "--base-features", prof.base_features,
+                                           "--max-features", prof.max_features, "--batch-size", prof.batch_size])
         elif prof.shrink:  # plans made earlier must be the ones this profile asks for
-            made = json.loads(plans_file.read_text())["configurations"][CONFIGURATION]
+            made = json.loads(plans_file.read_text())["configurations"].get(prof.configuration)
+            if made is None:
+                raise NNSynthError(f"{plans_file} has no configuration {prof.configuration!r}: pass --plans with a "
+                                   "new name (made for you)")
             stages = made["architecture"]["arch_kwargs"]["n_stages"]
-            if list(made["patch_size"]) != [prof.patch] * 3 or stages != prof.stages:
-                raise NNSynthError(f"{plans_file} has patch {made['patch_size']} and {stages} stages, the profile "
-                                   f"asks for {prof.patch}^3 and {prof.stages}: pass --plans with a new name (made "
-                                   "for you) or matching --patch/--stages")
+            patch = [prof.patch] * len(made["patch_size"])
+            features = made["architecture"]["arch_kwargs"]["features_per_stage"][-1]
+            if (list(made["patch_size"]) != patch or stages != prof.stages or made["batch_size"] != prof.batch_size
+                    or features != min(prof.max_features, prof.base_features * 2 ** (prof.stages - 1))):
+                raise NNSynthError(f"{plans_file} has patch {made['patch_size']}, {stages} stages and batch "
+                                   f"{made['batch_size']} for {prof.configuration}, the profile asks for {patch}, "
+                                   f"{prof.stages} and {prof.batch_size}: pass --plans with a new name (made for "
+                                   "you) or matching --patch/--stages/--batch-size")
         elif not plans_file.is_file():
             raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name}): "
-                               f"{planning_hint(cfg.dataset_id, prof.plans, CONFIGURATION)}")
+                               f"{planning_hint(cfg.dataset_id, prof.plans, prof.configuration)}")
         train_ids = _case_ids(self.raw / "labelsTr", ending)
         test_from_ts = _case_ids(self.raw / "labelsTs", ending)
         if test_from_ts and cfg.test_cases is None:
@@ -308,6 +320,16 @@ class ExperimentRunner:
               f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)
         return runs
 
+    def _patch_dims(self) -> int:
+        """2 or 3: the dimensionality of the configuration in the plans that shrink-plans copies."""
+        source = json.loads((self.pre / f"{SHRINK_SOURCE_PLANS}.json").read_text())
+        made = source["configurations"].get(self.prof.configuration)
+        if made is None:
+            raise NNSynthError(f"{self.pre / f'{SHRINK_SOURCE_PLANS}.json'} has no configuration "
+                               f"{self.prof.configuration!r}: "
+                               f"{planning_hint(self.cfg.dataset_id, SHRINK_SOURCE_PLANS, self.prof.configuration)}")
+        return len(made["patch_size"])
+
     def _tag(self, run: RunSpec) -> str:
         return owner_tag(self.out, subset_key(run.n_real, run.seed))
 
@@ -317,7 +339,7 @@ class ExperimentRunner:
         $nnUNet_results kept its folds)."""
         results = Path(self.env["nnUNet_results"]) / self.raw.name
         tag = owner_tag(self.out, key)  # a fold folder this subsample itself trained in may stay
-        found = sorted([*(f for f in results.glob(f"*__*__{CONFIGURATION}/fold_{fold}/checkpoint*.pth")
+        found = sorted([*(f for f in results.glob(f"*__*__{self.prof.configuration}/fold_{fold}/checkpoint*.pth")
                           if fold_dir_owner(f.parent) != tag),
                         *results.glob(f"nnsynth/*_fold{fold}.pt"), *results.glob(f"nnsynth/*_fold{fold}_latest.pt")])
         if found:
@@ -329,7 +351,8 @@ class ExperimentRunner:
 
     # ---- one run ------------------------------------------------------------------------------
     def _fold_dir(self, trainer: str, fold: int) -> Path:
-        return (Path(self.env["nnUNet_results"]) / self.raw.name / f"{trainer}__{self.prof.plans}__{CONFIGURATION}"
+        prof = self.prof
+        return (Path(self.env["nnUNet_results"]) / self.raw.name / f"{trainer}__{prof.plans}__{prof.configuration}"
                 / f"fold_{fold}")
 
     def train_generators(self, runs: list[RunSpec]) -> None:
@@ -386,12 +409,13 @@ class ExperimentRunner:
         if not (fold_dir / "checkpoint_final.pth").is_file():
             claim_fold_dir(fold_dir, self._tag(run), self.subsets[subset_key(run.n_real, run.seed)])
             resume = ["--c"] if (fold_dir / "checkpoint_latest.pth").is_file() else []
-            pipe.run(f"train {run.name}", ["nnUNetv2_train", ds, CONFIGURATION, run.fold, "-tr", run.trainer,
-                                           "-p", self.prof.plans, "-device", self.prof.device, *resume])
+            pipe.run(f"train {run.name}", ["nnUNetv2_train", ds, self.prof.configuration, run.fold, "-tr",
+                                           run.trainer, "-p", self.prof.plans, "-device", self.prof.device, *resume])
         train_s = time.perf_counter() - t0
         pred = run_dir / "predictions"
         pipe.run(f"predict {run.name}", ["nnUNetv2_predict", "-i", self.test_images, "-o", pred, "-d", ds, "-c",
-                                         CONFIGURATION, "-tr", run.trainer, "-p", self.prof.plans, "-f", run.fold,
+                                         self.prof.configuration, "-tr", run.trainer, "-p", self.prof.plans, "-f",
+                                         run.fold,
                                          "-device", self.prof.device, "--disable_tta", "-npp", 1, "-nps", 1])
         pipe.run(f"evaluate {run.name}", ["nnUNetv2_evaluate_folder", self.test_labels, pred, "-djfile",
                                           pred / "dataset.json", "-pfile", pred / "plans.json", "-np", 1])
@@ -417,9 +441,9 @@ class ExperimentRunner:
             images, labels = self.extra_tests[name]
             pred = self.out / "runs" / run.name / f"predictions_{name}"
             pipe.run(f"predict {run.name} on {name}", [
-                "nnUNetv2_predict", "-i", images, "-o", pred, "-d", self.cfg.dataset_id, "-c", CONFIGURATION,
-                "-tr", run.trainer, "-p", self.prof.plans, "-f", run.fold, "-device", self.prof.device,
-                "--disable_tta", "-npp", 1, "-nps", 1])
+                "nnUNetv2_predict", "-i", images, "-o", pred, "-d", self.cfg.dataset_id, "-c",
+                self.prof.configuration, "-tr", run.trainer, "-p", self.prof.plans, "-f", run.fold, "-device",
+                self.prof.device, "--disable_tta", "-npp", 1, "-nps", 1])
             pipe.run(f"stroke metrics {run.name} on {name}", ["nnsynth", "evaluate", labels, pred, "-o",
                                                               pred / "stroke_metrics.json"])
             scores[name] = to_plain(json.loads((pred / "stroke_metrics.json").read_text())["mean"], nan_to_none=True)
@@ -447,7 +471,9 @@ class ExperimentRunner:
                    "never learned the lesions' below.\n\n" if failed else "")
         prof = self.prof
         budget = (f"profile {prof.name}: plans {prof.plans}, {prof.epochs} epochs x {prof.iterations} iterations"
-                  + (f", patch {prof.patch}^3" if prof.shrink else "") + f", generators {self.cfg.generators}")
+                  + (f", {prof.configuration}, patch {prof.patch}^{2 if prof.configuration == '2d' else 3}, "
+                     f"batch {prof.batch_size}" if prof.shrink else f", {prof.configuration}")
+                  + f", generators {self.cfg.generators}")
         n_test = len(json.loads((self.out / "experiment.json").read_text())["test_set"]["cases"])
         write_text_atomic(self.out / "results.md",
             f"# nnsynth experiment on {self.raw.name}\n\n**{verdict}**\n\n{warning}{budget}; {n_test} held-out test "

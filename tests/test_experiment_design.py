@@ -326,3 +326,35 @@ def test_prepare_refuses_a_new_fold_holding_another_folders_models(phantom_exper
     assert not split_file.exists() and (tmp_path / "b" / "experiment.json").read_text() == design_b
     # A itself may take that index again: the folder's marker says the model is its own
     assert ExperimentRunner(config("a")).prepare()[0].fold == run_a.fold
+
+
+def test_a_2d_profile_shrinks_and_trains_nnunets_2d_configuration(phantom_experiment_env, tmp_path):
+    from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner
+
+    pre = phantom_experiment_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
+    prof = profile_with("cpu-2d", patch=16, stages=3, plans="test2d")
+    assert prof.configuration == "2d" and prof.batch_size == 32
+
+    def config(profile):
+        return ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1, output=tmp_path / "exp",
+                                profile=profile)
+
+    try:
+        runner = ExperimentRunner(config(prof))
+        run = runner.prepare()[0]
+        made = json.loads((pre / "test2d.json").read_text())["configurations"]["2d"]
+        assert made["patch_size"] == [16, 16] and made["batch_size"] == 32
+        assert made["architecture"]["arch_kwargs"]["features_per_stage"] == [16, 32, 64]
+        assert runner._fold_dir("nnUNetTrainerBudget", run.fold).parent.name == "nnUNetTrainerBudget__test2d__2d"
+        assert json.loads((tmp_path / "exp" / "experiment.json").read_text())["profile"]["configuration"] == "2d"
+        # the plans on disk are this profile's: another batch size is refused, naming both
+        with pytest.raises(NNSynthError, match=r"batch 32 for 2d, the profile asks for \[16, 16\], 3 and 8"):
+            ExperimentRunner(config(profile_with("cpu-2d", patch=16, stages=3, plans="test2d", batch_size=8)))\
+                .prepare()
+        # and a folder of 2d runs refuses to be resumed as 3d
+        with pytest.raises(NNSynthError, match="configuration 2d -> 3d_fullres"):
+            ExperimentRunner(config(profile_with("cpu-2d", patch=16, stages=3, plans="test3d",
+                                                 configuration="3d_fullres", batch_size=2))).prepare()
+    finally:
+        (pre / "test2d.json").unlink(missing_ok=True)
+        (pre / "test3d.json").unlink(missing_ok=True)

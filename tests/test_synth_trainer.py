@@ -11,15 +11,17 @@ from nnunet_synth.feeding.nnunet_format import to_nnunet_case
 from nnunet_synth.synthesis.anatomy import AnatomyClasses
 
 
-def _trainer(paths, cls_name="nnUNetTrainerSynth"):
+def _trainer(paths, cls_name="nnUNetTrainerSynth", configuration="3d_fullres"):
     import nnsynth_trainers.synth_trainer as mod
 
     pre = paths["nnUNet_preprocessed"] / "Dataset900_Phantom"
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    plans["configurations"]["3d_fullres"]["patch_size"] = [16, 16, 16]
+    ndim = len(plans["configurations"][configuration]["patch_size"])
+    plans["configurations"][configuration]["patch_size"] = [16] * ndim
+    plans["configurations"][configuration]["batch_size"] = 2
     plans["continue_training"] = False  # nnU-Net 2.8 run_training sets this key
     dataset_json = json.loads((pre / "dataset.json").read_text())
-    trainer = getattr(mod, cls_name)(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
+    trainer = getattr(mod, cls_name)(plans, configuration, 0, dataset_json, torch.device("cpu"))
     trainer.initialize()
     return trainer
 
@@ -151,3 +153,34 @@ def test_learned_generator_variants_use_the_trained_generators(phantom_env):
             trainer.synth_supply.close()
     finally:
         shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnsynth", ignore_errors=True)
+
+
+@pytest.fixture
+def phantom_2d_env(phantom_env):
+    """The phantom with nnU-Net's 2d configuration preprocessed too (its plans hold it; only 3d_fullres was run)."""
+    import os
+
+    from conftest import run_nnunet
+
+    if not (phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom" / "nnUNetPlans_2d").is_dir():
+        run_nnunet(["nnUNetv2_preprocess", "-d", "900", "-c", "2d", "-np", "1"], dict(os.environ))
+    return phantom_env
+
+
+@pytest.mark.parametrize("cls_name", ["nnUNetTrainerSynth", "nnUNetTrainerSynthInpaint"])
+def test_2d_configuration_mixes_synthetic_slices(phantom_2d_env, cls_name):
+    """nnU-Net's 2d loader cuts one slice of each (3D) case it loads: synthetic cases go the same way."""
+    trainer = _trainer(phantom_2d_env, cls_name, configuration="2d")
+    dl_train, _ = trainer.get_dataloaders()
+    try:
+        for _ in range(3):
+            batch = next(dl_train)
+            assert sum(is_synthetic_key(k) for k in batch["keys"]) == 1
+            assert batch["data"].shape == (2, 2, 16, 16)  # batch, channels, one slice
+            assert set(torch.unique(batch["target"][0]).tolist()) <= {0.0, 1.0}
+        trainer.on_train_start()
+        trainer.on_train_epoch_start()
+        loss = trainer.train_step(next(dl_train))["loss"]
+        assert np.isfinite(loss)
+    finally:
+        trainer.synth_supply.close()

@@ -44,7 +44,15 @@ class PreprocessedDataset:
 
     @property
     def spacing(self) -> tuple[float, ...]:
-        return tuple(float(s) for s in self.configuration_manager.spacing)
+        """Voxel spacing of the preprocessed (always 3D) cases, in nnU-Net's transposed axis order.
+
+        A 2d configuration resamples only in-plane: its data keep the first axis at the original spacing, which
+        the plans record as the median (``original_median_spacing_after_transp``), as nnU-Net's 2d planner does.
+        """
+        spacing = [float(s) for s in self.configuration_manager.spacing]
+        if len(spacing) == 2:
+            spacing = [float(self.plans_manager.plans["original_median_spacing_after_transp"][0]), *spacing]
+        return tuple(spacing)
 
     @property
     def fingerprint(self) -> DatasetFingerprint:

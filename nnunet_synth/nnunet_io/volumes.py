@@ -23,7 +23,7 @@ def write_preprocessed_volume(array: np.ndarray, pre: PreprocessedDataset, path:
     """One spatial array of the preprocessed grid as NIfTI at the target spacing (origin 0, identity direction)."""
     import SimpleITK as sitk
 
-    spacing_raw_order = [pre.configuration_manager.spacing[i] for i in pre.plans_manager.transpose_backward]
+    spacing_raw_order = [pre.spacing[i] for i in pre.plans_manager.transpose_backward]
     image = sitk.GetImageFromArray(to_raw_axes(array, pre).astype(dtype, copy=False))
     image.SetSpacing([float(s) for s in spacing_raw_order[::-1]])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
