@@ -244,10 +244,14 @@ TRAINING_FIELDS = ("plans", "patch", "stages", "base_features", "epochs", "itera
                    "max_features")
 
 
+# what every run of an older version trained with, before these fields were recorded in experiment.json
+FIELDS_BEFORE_RECORDED = {"configuration": "3d_fullres", "batch_size": 2, "max_features": 64}
+
+
 def check_same_training(previous: dict, profile: Profile, generators: str, folder: Path) -> None:
     """Refuse to mix runs of different budgets or generators in one experiment folder."""
     plain = to_plain
-    recorded = previous.get("profile", {})
+    recorded = {**FIELDS_BEFORE_RECORDED, **previous.get("profile", {})}
     fields = [k for k in TRAINING_FIELDS if k in recorded]  # a field an older version did not record is not held
     diff = {k: (plain(recorded[k]), plain(getattr(profile, k))) for k in fields
             if plain(recorded[k]) != plain(getattr(profile, k))}

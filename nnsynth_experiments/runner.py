@@ -263,16 +263,19 @@ class ExperimentRunner:
                                    "new name (made for you)")
             stages = made["architecture"]["arch_kwargs"]["n_stages"]
             patch = [prof.patch] * len(made["patch_size"])
-            features = made["architecture"]["arch_kwargs"]["features_per_stage"][-1]
+            features = list(made["architecture"]["arch_kwargs"]["features_per_stage"])
+            wanted = [min(prof.max_features, prof.base_features * 2 ** i) for i in range(prof.stages)]
             if (list(made["patch_size"]) != patch or stages != prof.stages or made["batch_size"] != prof.batch_size
-                    or features != min(prof.max_features, prof.base_features * 2 ** (prof.stages - 1))):
-                raise NNSynthError(f"{plans_file} has patch {made['patch_size']}, {stages} stages and batch "
-                                   f"{made['batch_size']} for {prof.configuration}, the profile asks for {patch}, "
-                                   f"{prof.stages} and {prof.batch_size}: pass --plans with a new name (made for "
-                                   "you) or matching --patch/--stages/--batch-size")
+                    or features != wanted):
+                raise NNSynthError(f"{plans_file} has patch {made['patch_size']}, {stages} stages, batch "
+                                   f"{made['batch_size']} and features {features} for {prof.configuration}, the "
+                                   f"profile asks for {patch}, {prof.stages}, {prof.batch_size} and {wanted}: pass "
+                                   "--plans with a new name (made for you) or matching --patch/--stages/--batch-size/"
+                                   "--base-features/--max-features")
         elif not plans_file.is_file():
             raise NNSynthError(f"{plans_file} not found (plans of profile {prof.name}): "
                                f"{planning_hint(cfg.dataset_id, prof.plans, prof.configuration)}")
+        self._check_configuration(plans_file)
         train_ids = _case_ids(self.raw / "labelsTr", ending)
         test_from_ts = _case_ids(self.raw / "labelsTs", ending)
         if test_from_ts and cfg.test_cases is None:
@@ -319,6 +322,25 @@ class ExperimentRunner:
               f"training cases, sizes {sizes}, {cfg.seeds} seed(s), arms {cfg.arms}: {len(runs)} runs; "
               f"folds {sorted(set(folds.values()))} of {self.pre / 'splits_final.json'}", flush=True)
         return runs
+
+    def _check_configuration(self, plans_file: Path) -> None:
+        """Refuse, before anything is added to the splits, what nnUNetv2_train would fail on later: a configuration
+        that was planned but not preprocessed, and learned generators (trained on 3d_fullres) with another one."""
+        prof = self.prof
+        made = json.loads(plans_file.read_text())["configurations"].get(prof.configuration)
+        if made is None:
+            raise NNSynthError(f"{plans_file} has no configuration {prof.configuration!r}")
+        data = self.pre / made.get("data_identifier", f"{prof.plans}_{prof.configuration}")
+        if not data.is_dir():
+            hint = planning_hint(self.cfg.dataset_id, SHRINK_SOURCE_PLANS, prof.configuration)
+            raise NNSynthError(f"{data} not found: configuration {prof.configuration} of {plans_file.name} is not "
+                               f"preprocessed; {hint}")
+        if prof.configuration != "3d_fullres":
+            learned = [arm for arm in self.cfg.arms if generators_needed(trainer_class(arm, self.cfg.generators))]
+            if learned:
+                raise NNSynthError(f"arms {', '.join(learned)} need learned generators, which are trained on and "
+                                   f"checked against 3d_fullres; the profile trains {prof.configuration}: leave "
+                                   "them out or use a 3d_fullres profile")
 
     def _patch_dims(self) -> int:
         """2 or 3: the dimensionality of the configuration in the plans that shrink-plans copies."""
@@ -534,6 +556,7 @@ def report_finished(runner: ExperimentRunner, start: float) -> dict:
         raise NNSynthError(f"--report-only: {runner.out} holds no experiment (no experiment.json); give the -o "
                            "folder of a running or finished experiment")
     design = json.loads(design_file.read_text())
+    check_same_training(design, runner.prof, cfg.generators, runner.out)  # the report names the recorded budget
     runner.extra_tests = {k: (Path(v["images"]), Path(v["labels"])) for k, v in design.get("extra_tests", {}).items()}
     pool = len(design.get("training_pool", []))
     sizes = {pool if str(n) == "all" else int(n) for n in cfg.sizes}

@@ -70,3 +70,11 @@ def phantom_env(phantom_preprocessed: dict[str, Path], monkeypatch: pytest.Monke
     for var, path in phantom_preprocessed.items():
         monkeypatch.setenv(var, str(path))
     return phantom_preprocessed
+
+
+@pytest.fixture
+def phantom_2d_env(phantom_env: dict[str, Path]) -> dict[str, Path]:
+    """The phantom with nnU-Net's 2d configuration preprocessed too (its plans hold it; only 3d_fullres was run)."""
+    if not (phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom" / "nnUNetPlans_2d").is_dir():
+        run_nnunet(["nnUNetv2_preprocess", "-d", "900", "-c", "2d", "-np", "1"], dict(os.environ))
+    return phantom_env

@@ -140,6 +140,12 @@ def test_a_folder_refuses_another_budget(tmp_path):
         check_same_training(previous, profile_with("cpu-small", epochs=5), "gmm", tmp_path)
     with pytest.raises(NNSynthError, match="generators gmm -> learned"):
         check_same_training(previous, prof, "learned", tmp_path)
+    # a folder written before the configuration was recorded holds 3d_fullres runs of batch 2
+    older = {"profile": {k: v for k, v in asdict(prof).items() if k not in ("configuration", "batch_size",
+                                                                            "max_features")}}
+    check_same_training(older, prof, "gmm", tmp_path)
+    with pytest.raises(NNSynthError, match="configuration 3d_fullres -> 2d"):
+        check_same_training(older, profile_with("cpu-small", configuration="2d"), "gmm", tmp_path)
 
 
 def test_profiles_and_overrides():
@@ -328,33 +334,49 @@ def test_prepare_refuses_a_new_fold_holding_another_folders_models(phantom_exper
     assert ExperimentRunner(config("a")).prepare()[0].fold == run_a.fold
 
 
-def test_a_2d_profile_shrinks_and_trains_nnunets_2d_configuration(phantom_experiment_env, tmp_path):
+def test_a_2d_profile_shrinks_nnunets_2d_configuration_and_refuses_what_would_fail_later(phantom_experiment_env,
+                                                                                        phantom_2d_env, tmp_path):
     from nnsynth_experiments.runner import ExperimentConfig, ExperimentRunner
 
     pre = phantom_experiment_env["nnUNet_preprocessed"] / "Dataset900_Phantom"
     prof = profile_with("cpu-2d", patch=16, stages=3, plans="test2d")
     assert prof.configuration == "2d" and prof.batch_size == 32
 
-    def config(profile):
-        return ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1, output=tmp_path / "exp",
-                                profile=profile)
+    def prepare(profile=prof, arms=("real",)):
+        return ExperimentRunner(ExperimentConfig(dataset_id=900, sizes=["2"], arms=list(arms), seeds=1,
+                                                 output=tmp_path / "exp", profile=profile)).prepare()
 
     try:
-        runner = ExperimentRunner(config(prof))
+        runner = ExperimentRunner(ExperimentConfig(dataset_id=900, sizes=["2"], arms=["real"], seeds=1,
+                                                   output=tmp_path / "exp", profile=prof))
         run = runner.prepare()[0]
         made = json.loads((pre / "test2d.json").read_text())["configurations"]["2d"]
         assert made["patch_size"] == [16, 16] and made["batch_size"] == 32
         assert made["architecture"]["arch_kwargs"]["features_per_stage"] == [16, 32, 64]
         assert runner._fold_dir("nnUNetTrainerBudget", run.fold).parent.name == "nnUNetTrainerBudget__test2d__2d"
         assert json.loads((tmp_path / "exp" / "experiment.json").read_text())["profile"]["configuration"] == "2d"
-        # the plans on disk are this profile's: another batch size is refused, naming both
-        with pytest.raises(NNSynthError, match=r"batch 32 for 2d, the profile asks for \[16, 16\], 3 and 8"):
-            ExperimentRunner(config(profile_with("cpu-2d", patch=16, stages=3, plans="test2d", batch_size=8)))\
-                .prepare()
+        # the plans on disk are this profile's: another batch size or other features are refused, naming both
+        with pytest.raises(NNSynthError, match=r"batch 32 and features \[16, 32, 64\] for 2d, the profile asks for "
+                                               r"\[16, 16\], 3, 8 and \[16, 32, 64\]"):
+            prepare(profile_with("cpu-2d", patch=16, stages=3, plans="test2d", batch_size=8))
+        with pytest.raises(NNSynthError, match=r"asks for \[16, 16\], 3, 32 and \[32, 64, 128\]"):
+            prepare(profile_with("cpu-2d", patch=16, stages=3, plans="test2d", base_features=32))
+        # learned generators are trained and checked on 3d_fullres: refused before anything is written
+        design = (tmp_path / "exp" / "experiment.json").read_text()
+        with pytest.raises(NNSynthError, match="nnUNetTrainerSynthPix2pix need learned generators"):
+            prepare(arms=("real", "nnUNetTrainerSynthPix2pix"))
+        assert (tmp_path / "exp" / "experiment.json").read_text() == design
+        # a configuration that was planned but never preprocessed is named with the command that makes it
+        plans = json.loads((pre / "test2d.json").read_text())
+        plans["configurations"]["2d"]["data_identifier"] = "never_preprocessed_2d"
+        (pre / "test2d.json").write_text(json.dumps(plans))
+        with pytest.raises(NNSynthError, match=r"never_preprocessed_2d not found.*nnUNetv2_plan_and_preprocess -d 900 "
+                                               r"-c 2d"):
+            prepare()
         # and a folder of 2d runs refuses to be resumed as 3d
         with pytest.raises(NNSynthError, match="configuration 2d -> 3d_fullres"):
-            ExperimentRunner(config(profile_with("cpu-2d", patch=16, stages=3, plans="test3d",
-                                                 configuration="3d_fullres", batch_size=2))).prepare()
+            prepare(profile_with("cpu-2d", patch=16, stages=3, plans="test3d", configuration="3d_fullres",
+                                 batch_size=2))
     finally:
         (pre / "test2d.json").unlink(missing_ok=True)
         (pre / "test3d.json").unlink(missing_ok=True)

@@ -155,18 +155,6 @@ def test_learned_generator_variants_use_the_trained_generators(phantom_env):
         shutil.rmtree(phantom_env["nnUNet_results"] / "Dataset900_Phantom" / "nnsynth", ignore_errors=True)
 
 
-@pytest.fixture
-def phantom_2d_env(phantom_env):
-    """The phantom with nnU-Net's 2d configuration preprocessed too (its plans hold it; only 3d_fullres was run)."""
-    import os
-
-    from conftest import run_nnunet
-
-    if not (phantom_env["nnUNet_preprocessed"] / "Dataset900_Phantom" / "nnUNetPlans_2d").is_dir():
-        run_nnunet(["nnUNetv2_preprocess", "-d", "900", "-c", "2d", "-np", "1"], dict(os.environ))
-    return phantom_env
-
-
 @pytest.mark.parametrize("cls_name", ["nnUNetTrainerSynth", "nnUNetTrainerSynthInpaint"])
 def test_2d_configuration_mixes_synthetic_slices(phantom_2d_env, cls_name):
     """nnU-Net's 2d loader cuts one slice of each (3D) case it loads: synthetic cases go the same way."""

@@ -46,8 +46,10 @@ class PreprocessedDataset:
     def spacing(self) -> tuple[float, ...]:
         """Voxel spacing of the preprocessed (always 3D) cases, in nnU-Net's transposed axis order.
 
-        A 2d configuration resamples only in-plane: its data keep the first axis at the original spacing, which
-        the plans record as the median (``original_median_spacing_after_transp``), as nnU-Net's 2d planner does.
+        A 2d configuration resamples only in-plane: nnU-Net's preprocessor keeps each case's own spacing along the
+        first axis. One value serves every case here, the plans' median (``original_median_spacing_after_transp``):
+        exact when the cohort's slice spacing is uniform (the demo cohorts), approximate (lesion edge distances,
+        preview volumes) when it varies.
         """
         spacing = [float(s) for s in self.configuration_manager.spacing]
         if len(spacing) == 2:
