@@ -113,7 +113,7 @@ def test_a_new_fold_index_with_old_models_is_refused(tmp_path):
 
     results = tmp_path / "results"
     runner = SimpleNamespace(env={"nnUNet_results": str(results)}, raw=tmp_path / "Dataset990_X", out=tmp_path,
-                             pre=tmp_path / "pre")
+                             pre=tmp_path / "pre", prof=profile_with("cpu-small"))
     ExperimentRunner._refuse_old_models(runner, "n10_seed0", 7)  # nothing there yet
     (results / "Dataset990_X" / "nnsynth").mkdir(parents=True)
     (results / "Dataset990_X" / "nnsynth" / "maskgan_fold17.pt").write_bytes(b"x")  # another index
