@@ -60,6 +60,7 @@ from nnunet_synth import arguments as arg
 from nnunet_synth.errors import NNSynthError
 from nnunet_synth.nnunet_io.atomic import to_plain, write_json_atomic, write_text_atomic
 from nnunet_synth.nnunet_io.folders import NNUNetFolders
+from nnunet_synth.nnunet_io.plans import stage_features
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -257,14 +258,11 @@ class ExperimentRunner:
                                            "--stages", prof.stages, "--base-features", prof.base_features,
                                            "--max-features", prof.max_features, "--batch-size", prof.batch_size])
         elif prof.shrink:  # plans made earlier must be the ones this profile asks for
-            made = json.loads(plans_file.read_text())["configurations"].get(prof.configuration)
-            if made is None:
-                raise NNSynthError(f"{plans_file} has no configuration {prof.configuration!r}: pass --plans with a "
-                                   "new name (made for you)")
+            made = self._configuration_of(plans_file, "pass --plans with a new name (made for you)")
             stages = made["architecture"]["arch_kwargs"]["n_stages"]
             patch = [prof.patch] * len(made["patch_size"])
             features = list(made["architecture"]["arch_kwargs"]["features_per_stage"])
-            wanted = [min(prof.max_features, prof.base_features * 2 ** i) for i in range(prof.stages)]
+            wanted = stage_features(prof.base_features, prof.max_features, prof.stages)
             if (list(made["patch_size"]) != patch or stages != prof.stages or made["batch_size"] != prof.batch_size
                     or features != wanted):
                 raise NNSynthError(f"{plans_file} has patch {made['patch_size']}, {stages} stages, batch "
@@ -327,9 +325,7 @@ class ExperimentRunner:
         """Refuse, before anything is added to the splits, what nnUNetv2_train would fail on later: a configuration
         that was planned but not preprocessed, and learned generators (trained on 3d_fullres) with another one."""
         prof = self.prof
-        made = json.loads(plans_file.read_text())["configurations"].get(prof.configuration)
-        if made is None:
-            raise NNSynthError(f"{plans_file} has no configuration {prof.configuration!r}")
+        made = self._configuration_of(plans_file, "pass --plans with a new name (made for you)")
         data = self.pre / made.get("data_identifier", f"{prof.plans}_{prof.configuration}")
         if not data.is_dir():
             hint = planning_hint(self.cfg.dataset_id, SHRINK_SOURCE_PLANS, prof.configuration)
@@ -344,13 +340,15 @@ class ExperimentRunner:
 
     def _patch_dims(self) -> int:
         """2 or 3: the dimensionality of the configuration in the plans that shrink-plans copies."""
-        source = json.loads((self.pre / f"{SHRINK_SOURCE_PLANS}.json").read_text())
-        made = source["configurations"].get(self.prof.configuration)
+        hint = planning_hint(self.cfg.dataset_id, SHRINK_SOURCE_PLANS, self.prof.configuration)
+        return len(self._configuration_of(self.pre / f"{SHRINK_SOURCE_PLANS}.json", hint)["patch_size"])
+
+    def _configuration_of(self, plans_file: Path, fix: str) -> dict:
+        """The profile's configuration in a plans file; refused with the file and ``fix`` when it is missing."""
+        made = json.loads(plans_file.read_text())["configurations"].get(self.prof.configuration)
         if made is None:
-            raise NNSynthError(f"{self.pre / f'{SHRINK_SOURCE_PLANS}.json'} has no configuration "
-                               f"{self.prof.configuration!r}: "
-                               f"{planning_hint(self.cfg.dataset_id, SHRINK_SOURCE_PLANS, self.prof.configuration)}")
-        return len(made["patch_size"])
+            raise NNSynthError(f"{plans_file} has no configuration {self.prof.configuration!r}: {fix}")
+        return made
 
     def _tag(self, run: RunSpec) -> str:
         return owner_tag(self.out, subset_key(run.n_real, run.seed))

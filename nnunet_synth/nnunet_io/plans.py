@@ -29,6 +29,11 @@ class ShrinkSpec:
     convs_per_stage: int = 2
 
 
+def stage_features(base_features: int, max_features: int, n_stages: int) -> list[int]:
+    """Features per stage of a shrunk U-Net: doubling from ``base_features``, capped at ``max_features``."""
+    return [min(base_features * 2**i, max_features) for i in range(n_stages)]
+
+
 def _round_patch(patch: list[int], divisor: int, cap: int) -> list[int]:
     return [max(divisor, (min(p, cap) // divisor) * divisor) for p in patch]
 
@@ -79,7 +84,7 @@ def shrink_plans(plans: dict, configuration: str, plans_name: str, spec: ShrinkS
             raise NNSynthError(f"patch size {patch} must be divisible by {divisor} for {spec.n_stages} stages")
     else:
         patch = _round_patch(cfg["patch_size"], divisor, spec.max_patch)
-    features = [min(spec.base_features * 2**i, spec.max_features) for i in range(spec.n_stages)]
+    features = stage_features(spec.base_features, spec.max_features, spec.n_stages)
     kernel = [3] * ndim
     arch.update({
         "n_stages": spec.n_stages,
